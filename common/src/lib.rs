@@ -1,0 +1,17 @@
+//! What the gateway and the task service share, and nothing more.
+//!
+//! - [`assertion`]: the signed gateway assertion that carries a verified identity across the
+//!   internal hop, and its verifier.
+//! - [`headers`]: the names of the identity headers the gateway sets and strips.
+//! - [`error`]: the FastAPI-compatible JSON error body both tiers answer with.
+//! - [`config`]: reading typed configuration from environment variables, one error line per bad
+//!   variable.
+//! - [`telemetry`]: logging set-up (env filter, JSON or plain output, the `log` bridge).
+//!
+//! This crate depends on neither axum nor pingora, so both tiers can use it.
+
+pub mod assertion;
+pub mod config;
+pub mod error;
+pub mod headers;
+pub mod telemetry;
