@@ -21,7 +21,8 @@ kubernetes_validate() {
 
 echo "== promtool: scrape config, alert rules, rule unit tests"
 promtool check config deploy/prometheus/prometheus.yml
-promtool check config deploy/compose/prometheus.compose.yml 2>&1 | grep -v '^\s*$' || true
+# The compose file's rule path exists only inside the container: check its syntax.
+promtool check config --syntax-only deploy/compose/prometheus.compose.yml
 promtool test rules deploy/prometheus/alerts_test.yml
 
 echo "== kustomize + Kubernetes schemas (strict)"
