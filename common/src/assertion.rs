@@ -152,7 +152,9 @@ fn parse(header: &str) -> Result<(u64, [u8; 32]), AssertionError> {
     }
     let (t_part, v1_part) = header.split_once(',').ok_or(AssertionError::Malformed)?;
     let time = t_part.strip_prefix("t=").ok_or(AssertionError::Malformed)?;
-    let tag_hex = v1_part.strip_prefix("v1=").ok_or(AssertionError::Malformed)?;
+    let tag_hex = v1_part
+        .strip_prefix("v1=")
+        .ok_or(AssertionError::Malformed)?;
     if time.is_empty() || time.len() > 19 || !time.bytes().all(|b| b.is_ascii_digit()) {
         return Err(AssertionError::Malformed);
     }

@@ -171,7 +171,10 @@ mod tests {
             .parse::<u64>("JWT_LEEWAY_SECONDS")
             .expect_err("not a number");
         assert_eq!(err.variable, "JWT_LEEWAY_SECONDS");
-        assert!(err.to_string().starts_with("JWT_LEEWAY_SECONDS: cannot parse"));
+        assert!(
+            err.to_string()
+                .starts_with("JWT_LEEWAY_SECONDS: cannot parse")
+        );
     }
 
     #[test]
@@ -187,8 +190,8 @@ mod tests {
     fn signing_secret_is_required_and_long() {
         let missing = signing_secret(&Env::default()).expect_err("missing");
         assert_eq!(missing.variable, SIGNING_SECRET_VAR);
-        let short = signing_secret(&Env::from_pairs([(SIGNING_SECRET_VAR, "short")]))
-            .expect_err("short");
+        let short =
+            signing_secret(&Env::from_pairs([(SIGNING_SECRET_VAR, "short")])).expect_err("short");
         assert_eq!(short.variable, SIGNING_SECRET_VAR);
         assert!(signing_secret(&Env::from_pairs([(SIGNING_SECRET_VAR, "s".repeat(32))])).is_ok());
     }

@@ -1,1 +1,33 @@
-//! Placeholder.
+//! The public gateway: a pingora reverse proxy in front of the task service.
+//!
+//! It verifies Better Auth JWTs (EdDSA and other asymmetric algorithms from the JWKS, HS256/384/512
+//! with the shared secret), binds `/api/{user_id}/...` to the token's subject, strips client
+//! identity headers, and forwards a signed assertion of the verified identity.
+//!
+//! - [`config`]: the typed configuration, read once from the environment.
+//! - [`path`]: the canonical path check and the six API routes.
+//! - [`token`]: token verification, the JWKS store and the verified-token cache.
+//! - [`authorize`]: the access decision and its [`authorize::Denial`]s.
+//! - [`cors`], [`request_id`]: browser access and per-request ids.
+//! - [`proxy`]: the `ProxyHttp` implementation.
+//! - [`upstream`]: task-service replicas, health checks and load balancing.
+//! - [`admin`]: `/metrics`, `/healthz`, `/readyz`.
+//! - [`metrics`]: the Prometheus metrics.
+//! - [`mint`]: `gateway mint-token`.
+//! - [`app`]: building the gateway and running it (pingora server or given listeners).
+
+pub mod admin;
+pub mod app;
+pub mod authorize;
+pub mod config;
+pub mod cors;
+pub mod metrics;
+pub mod mint;
+pub mod path;
+pub mod proxy;
+pub mod request_id;
+pub mod token;
+pub mod upstream;
+
+pub use app::{Gateway, StartError};
+pub use config::Config;

@@ -1,0 +1,108 @@
+//! The admin listener: `/metrics` (Prometheus text), `/healthz` (the process is up) and
+//! `/readyz` (keys loaded when a JWKS is configured, and at least one healthy replica).
+//! It is meant for the internal network only and carries no user data.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use common::error::{ErrorResponse, JSON_CONTENT_TYPE};
+use http::{Response, StatusCode, header};
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+
+use crate::metrics::Metrics;
+use crate::token::jwks::JwksStore;
+use crate::upstream::Upstreams;
+
+/// Whether the gateway can serve: what `/readyz` reports.
+#[derive(Clone)]
+pub struct Readiness {
+    pub(crate) jwks: Option<Arc<JwksStore>>,
+    pub(crate) upstreams: Arc<Upstreams>,
+    pub(crate) metrics: Arc<Metrics>,
+}
+
+impl Readiness {
+    /// `Ok` when ready, else why not. Also refreshes the healthy-replica gauge.
+    pub fn check(&self) -> Result<(), &'static str> {
+        let healthy = self.upstreams.healthy_count();
+        self.metrics
+            .healthy_upstreams
+            .set(i64::try_from(healthy).unwrap_or(i64::MAX));
+        if self.jwks.as_ref().is_some_and(|jwks| !jwks.is_loaded()) {
+            return Err("JWKS not loaded yet");
+        }
+        if self.upstreams.known_count() == 0 {
+            return Err("no task-service replica discovered yet");
+        }
+        if healthy == 0 {
+            return Err("no healthy task-service replica");
+        }
+        Ok(())
+    }
+}
+
+/// The admin HTTP application.
+pub struct AdminApp {
+    pub(crate) readiness: Readiness,
+    pub(crate) metrics: Arc<Metrics>,
+}
+
+fn json(status: StatusCode, body: Vec<u8>) -> Response<Vec<u8>> {
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static(JSON_CONTENT_TYPE),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    response
+}
+
+fn error(status: StatusCode, detail: &str) -> Response<Vec<u8>> {
+    json(status, ErrorResponse::new(status, detail).body())
+}
+
+impl AdminApp {
+    /// The reply for a method and path.
+    pub fn respond(&self, method: &http::Method, path: &str) -> Response<Vec<u8>> {
+        if method != http::Method::GET {
+            return error(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
+        }
+        match path {
+            "/healthz" => json(StatusCode::OK, br#"{"status":"ok"}"#.to_vec()),
+            "/readyz" => match self.readiness.check() {
+                Ok(()) => json(StatusCode::OK, br#"{"status":"ready"}"#.to_vec()),
+                Err(reason) => error(StatusCode::SERVICE_UNAVAILABLE, reason),
+            },
+            "/metrics" => {
+                // Refresh the gauges that are computed rather than counted.
+                let _ = self.readiness.check();
+                let mut response = Response::new(self.metrics.render());
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("text/plain; version=0.0.4"),
+                );
+                response
+            }
+            _ => error(StatusCode::NOT_FOUND, "Not Found"),
+        }
+    }
+}
+
+#[async_trait]
+impl ServeHttp for AdminApp {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let request = session.req_header();
+        let mut response = self.respond(&request.method, request.uri.path());
+        let length = response.body().len();
+        response
+            .headers_mut()
+            .insert(header::CONTENT_LENGTH, http::HeaderValue::from(length));
+        response
+    }
+}

@@ -1,0 +1,232 @@
+//! Assembling the gateway from its configuration, and running it.
+//!
+//! [`Gateway::build`] makes every part once: the token verifier (with its JWKS store and
+//! verified-token cache), the replica balancer, the proxy, the admin app and the background
+//! tasks. Two drivers run those same parts:
+//!
+//! - [`Gateway::run_server`], for `main`: a pingora `Server` with the proxy and admin services
+//!   and the background tasks, which handles SIGTERM (short drain) and SIGQUIT with `--upgrade`
+//!   (graceful binary upgrade handing over the listening sockets);
+//! - [`Gateway::serve`], for tests and embedding: already-bound tokio listeners (port 0 works)
+//!   fed to the same proxy and admin apps, until a shutdown future resolves.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use pingora::apps::ServerApp;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::{RunArgs, Server};
+use pingora::services::background::{BackgroundService, GenBackgroundService};
+use pingora::services::listening::Service;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::admin::{AdminApp, Readiness};
+use crate::config::Config;
+use crate::cors::CorsPolicy;
+use crate::metrics::Metrics;
+use crate::proxy::GatewayProxy;
+use crate::token::Verifier;
+use crate::token::cache::TokenCache;
+use crate::token::jwks::{JwksRefresher, JwksStore};
+use crate::upstream::Upstreams;
+
+/// Seconds the server keeps serving after SIGTERM before stopping, and the most it then waits
+/// for in-flight requests: together well under Kubernetes' default 30 s termination grace.
+const GRACE_PERIOD_SECONDS: u64 = 2;
+const GRACEFUL_SHUTDOWN_TIMEOUT_SECONDS: u64 = 3;
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("HTTP client for the JWKS: {0}")]
+    HttpClient(#[from] reqwest::Error),
+    #[error("{0}")]
+    Pingora(#[from] Box<pingora::Error>),
+}
+
+/// Every part of a running gateway, built once from the configuration.
+pub struct Gateway {
+    proxy: GatewayProxy,
+    admin: AdminApp,
+    upstreams: Arc<Upstreams>,
+    jwks_refresher: Option<JwksRefresher>,
+    metrics: Arc<Metrics>,
+}
+
+impl Gateway {
+    /// Builds the parts; nothing runs or listens yet.
+    pub fn build(config: &Config) -> Result<Self, StartError> {
+        let metrics = Arc::new(Metrics::new()?);
+        let cache = TokenCache::new(config.tokens.cache_capacity);
+        let jwks = config
+            .tokens
+            .jwks
+            .as_ref()
+            .map(|jwks| {
+                JwksStore::new(
+                    jwks.url.clone(),
+                    jwks.fetch_timeout,
+                    jwks.min_refetch_interval,
+                    cache.clone(),
+                    Arc::clone(&metrics),
+                )
+                .map(Arc::new)
+            })
+            .transpose()?;
+        let jwks_refresher =
+            config
+                .tokens
+                .jwks
+                .as_ref()
+                .zip(jwks.clone())
+                .map(|(settings, store)| JwksRefresher {
+                    store,
+                    interval: settings.refresh_interval,
+                });
+        let verifier = Arc::new(Verifier::new(
+            &config.tokens,
+            jwks.clone(),
+            cache,
+            Arc::clone(&metrics),
+        ));
+        let upstreams = Arc::new(Upstreams::new(&config.upstream)?);
+        let proxy = GatewayProxy {
+            verifier,
+            upstreams: Arc::clone(&upstreams),
+            cors: CorsPolicy::new(&config.cors_allowed_origins),
+            signing_secret: config.signing_secret.clone(),
+            metrics: Arc::clone(&metrics),
+        };
+        let admin = AdminApp {
+            readiness: Readiness {
+                jwks,
+                upstreams: Arc::clone(&upstreams),
+                metrics: Arc::clone(&metrics),
+            },
+            metrics: Arc::clone(&metrics),
+        };
+        Ok(Self {
+            proxy,
+            admin,
+            upstreams,
+            jwks_refresher,
+            metrics,
+        })
+    }
+
+    /// The gateway's metrics registry.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        Arc::clone(&self.metrics)
+    }
+
+    /// Runs the production server until a signal stops it. With `upgrade`, the listening sockets
+    /// are taken over from the running gateway at `config.upgrade_sock` (which is then sent
+    /// SIGQUIT by the operator).
+    pub fn run_server(self, config: &Config, upgrade: bool) -> Result<(), StartError> {
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        let server_conf = ServerConf {
+            threads,
+            upgrade_sock: config.upgrade_sock.clone(),
+            grace_period_seconds: Some(GRACE_PERIOD_SECONDS),
+            graceful_shutdown_timeout_seconds: Some(GRACEFUL_SHUTDOWN_TIMEOUT_SECONDS),
+            ..ServerConf::default()
+        };
+        let options = Opt {
+            upgrade,
+            ..Opt::default()
+        };
+        let mut server = Server::new_with_opt_and_conf(options, server_conf);
+        server.bootstrap();
+
+        let mut proxy = pingora::proxy::http_proxy_service_with_name(
+            &server.configuration,
+            self.proxy,
+            "gateway",
+        );
+        proxy.add_tcp(&config.listen.to_string());
+        let mut admin = Service::new("gateway admin".to_owned(), self.admin);
+        admin.add_tcp(&config.admin_listen.to_string());
+
+        server.add_service(GenBackgroundService::new(
+            "task-service discovery and health checks".to_owned(),
+            self.upstreams.background(),
+        ));
+        if let Some(refresher) = self.jwks_refresher {
+            server.add_service(GenBackgroundService::new(
+                "JWKS refresh".to_owned(),
+                Arc::new(refresher),
+            ));
+        }
+        server.add_service(proxy);
+        server.add_service(admin);
+        tracing::info!(listen = %config.listen, admin = %config.admin_listen, "gateway starting");
+        server.run(RunArgs::default());
+        Ok(())
+    }
+
+    /// Serves on already-bound listeners until `shutdown` resolves, with the background tasks
+    /// running on the current tokio runtime.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        admin_listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) {
+        let (stop, stopped) = watch::channel(false);
+        let proxy = Arc::new(pingora::proxy::http_proxy(
+            &Arc::new(ServerConf::default()),
+            self.proxy,
+        ));
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(accept_loop(listener, proxy, stopped.clone()));
+        tasks.spawn(accept_loop(
+            admin_listener,
+            Arc::new(self.admin),
+            stopped.clone(),
+        ));
+        let balancer = self.upstreams.background();
+        let balancer_stop = stopped.clone();
+        tasks.spawn(async move { balancer.start(balancer_stop).await });
+        if let Some(refresher) = self.jwks_refresher {
+            let refresher_stop = stopped.clone();
+            tasks.spawn(async move { refresher.start(refresher_stop).await });
+        }
+        shutdown.await;
+        // Receivers may all be gone already; then there is nothing left to stop.
+        let _ = stop.send(true);
+        while tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Accepts connections and hands each to `app` on its own task, until `stopped` turns true.
+async fn accept_loop<A>(listener: TcpListener, app: Arc<A>, mut stopped: watch::Receiver<bool>)
+where
+    A: ServerApp + Send + Sync + 'static,
+{
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stopped.changed() => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                tracing::warn!(error = %err, "accept failed");
+                continue;
+            }
+        };
+        // Small replies should not wait for Nagle's algorithm.
+        let _ = stream.set_nodelay(true);
+        let app = Arc::clone(&app);
+        let shutdown = stopped.clone();
+        tokio::spawn(async move {
+            let stream: pingora::protocols::Stream =
+                Box::new(pingora::protocols::l4::stream::Stream::from(stream));
+            tracing::trace!(%peer, "connection accepted");
+            app.process_new(stream, &shutdown).await;
+        });
+    }
+}

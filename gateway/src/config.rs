@@ -1,0 +1,476 @@
+//! The gateway's typed configuration, read once at start from a [`common::config::Env`].
+//!
+//! Every bad value becomes a [`ConfigError`] naming its variable, so `main` can stop with one
+//! clear line. Secrets are held in types that never print their value.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::assertion::SigningSecret;
+use common::config::{ConfigError, Env, signing_secret};
+use reqwest::Url;
+use secrecy::{ExposeSecret, SecretString};
+
+/// The shortest `BETTER_AUTH_SECRET` accepted, in bytes.
+pub const MIN_HMAC_SECRET_BYTES: usize = 32;
+
+/// Everything the gateway needs to run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Public listener (`GATEWAY_LISTEN`).
+    pub listen: SocketAddr,
+    /// Admin listener for `/metrics`, `/healthz`, `/readyz` (`GATEWAY_ADMIN_LISTEN`).
+    pub admin_listen: SocketAddr,
+    /// How tokens are verified.
+    pub tokens: TokenConfig,
+    /// The task-service replicas and how to talk to them.
+    pub upstream: UpstreamConfig,
+    /// Origins allowed to call the API from a browser (`CORS_ALLOWED_ORIGINS`).
+    pub cors_allowed_origins: Vec<String>,
+    /// Signs the assertion forwarded to the task service (`GATEWAY_SIGNING_SECRET`).
+    pub signing_secret: SigningSecret,
+    /// Where a graceful upgrade hands over the listening sockets (`GATEWAY_UPGRADE_SOCK`).
+    pub upgrade_sock: String,
+}
+
+/// The two token sources and the claim checks shared by both.
+#[derive(Debug, Clone)]
+pub struct TokenConfig {
+    /// HS256/384/512 tokens signed with `BETTER_AUTH_SECRET`, when set.
+    pub hmac: Option<HmacConfig>,
+    /// Asymmetric tokens verified against a JWKS (Better Auth's JWT plugin), when configured.
+    pub jwks: Option<JwksConfig>,
+    /// Clock skew tolerated on `exp`, `nbf` and `iat` (`JWT_LEEWAY_SECONDS`).
+    pub leeway_seconds: u64,
+    /// How many verified tokens are remembered (`TOKEN_CACHE_CAPACITY`).
+    pub cache_capacity: u64,
+}
+
+/// Shared-secret tokens.
+#[derive(Clone)]
+pub struct HmacConfig {
+    /// `BETTER_AUTH_SECRET`: at least [`MIN_HMAC_SECRET_BYTES`] bytes.
+    pub secret: SecretString,
+    /// `JWT_ISSUER`, checked only when set.
+    pub issuer: Option<String>,
+    /// `JWT_AUDIENCE`, checked only when set.
+    pub audience: Option<String>,
+}
+
+impl fmt::Debug for HmacConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HmacConfig")
+            .field("secret", &"[REDACTED]")
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .finish()
+    }
+}
+
+impl HmacConfig {
+    /// The secret's bytes, for signing and verifying.
+    pub fn secret_bytes(&self) -> &[u8] {
+        self.secret.expose_secret().as_bytes()
+    }
+}
+
+/// Tokens signed by Better Auth's JWT plugin, with keys from its JWKS endpoint.
+#[derive(Debug, Clone)]
+pub struct JwksConfig {
+    /// `JWKS_URL`, by default `{BETTER_AUTH_URL}/api/auth/jwks`.
+    pub url: Url,
+    /// Accepted `iss` values: `JWT_ISSUER`, or the `BETTER_AUTH_URL` origin (and the URL itself
+    /// when it carries a path).
+    pub issuers: Vec<String>,
+    /// Accepted `aud` values, chosen like `issuers` from `JWT_AUDIENCE`.
+    pub audiences: Vec<String>,
+    /// How often the key set is refreshed (`JWKS_REFRESH_SECONDS`).
+    pub refresh_interval: Duration,
+    /// The least time between two fetches caused by unknown `kid`s
+    /// (`JWKS_MIN_REFETCH_MS`), so a flood of made-up key ids cannot flood Better Auth.
+    pub min_refetch_interval: Duration,
+    /// Timeout of one JWKS request (`JWKS_FETCH_TIMEOUT_MS`).
+    pub fetch_timeout: Duration,
+}
+
+/// The task-service replicas and the timeouts on the hop to them.
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    /// `TASK_SERVICE_URL`: one or more `http://host:port`, comma-separated.
+    pub replicas: Vec<ReplicaAddress>,
+    /// `UPSTREAM_CONNECT_TIMEOUT_MS` (default 1 s).
+    pub connect_timeout: Duration,
+    /// `UPSTREAM_READ_TIMEOUT_MS` (default 10 s): longest wait for each read of a reply.
+    pub read_timeout: Duration,
+    /// `UPSTREAM_WRITE_TIMEOUT_MS` (default 10 s).
+    pub write_timeout: Duration,
+    /// `UPSTREAM_IDLE_TIMEOUT_MS` (default 15 s): pooled connections are dropped before the task
+    /// service's own keep-alive (hyper's 30 s header-read timeout) closes them, so a POST never
+    /// lands on a connection the other side already closed.
+    pub idle_timeout: Duration,
+    /// `HEALTH_CHECK_INTERVAL_MS` (default 1 s): how often each replica's `/healthz` is probed.
+    pub health_check_interval: Duration,
+}
+
+/// One replica, as configured: a host name or IP and a port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaAddress {
+    pub host: String,
+    pub port: u16,
+}
+
+impl fmt::Display for ReplicaAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl Config {
+    /// Reads and checks every variable; the first bad one is returned.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            listen: env.parse_or("GATEWAY_LISTEN", SocketAddr::from(([0, 0, 0, 0], 8080)))?,
+            admin_listen: env.parse_or(
+                "GATEWAY_ADMIN_LISTEN",
+                SocketAddr::from(([0, 0, 0, 0], 9090)),
+            )?,
+            tokens: TokenConfig::from_env(env)?,
+            upstream: UpstreamConfig::from_env(env)?,
+            cors_allowed_origins: cors_origins(env)?,
+            signing_secret: signing_secret(env)?,
+            upgrade_sock: env
+                .get("GATEWAY_UPGRADE_SOCK")?
+                .unwrap_or("/tmp/gateway_upgrade.sock")
+                .to_owned(),
+        })
+    }
+}
+
+impl TokenConfig {
+    /// Reads the token sources; at least one must be configured.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let base_url = env
+            .get("BETTER_AUTH_URL")?
+            .map(|value| http_url("BETTER_AUTH_URL", value))
+            .transpose()?;
+        let issuer = env.get("JWT_ISSUER")?.map(str::to_owned);
+        let audience = env.get("JWT_AUDIENCE")?.map(str::to_owned);
+        let hmac = env
+            .get("BETTER_AUTH_SECRET")?
+            .map(|secret| {
+                if secret.len() < MIN_HMAC_SECRET_BYTES {
+                    return Err(ConfigError::new(
+                        "BETTER_AUTH_SECRET",
+                        format!(
+                            "must be at least {MIN_HMAC_SECRET_BYTES} bytes long (got {})",
+                            secret.len()
+                        ),
+                    ));
+                }
+                Ok(HmacConfig {
+                    secret: SecretString::from(secret.to_owned()),
+                    issuer: issuer.clone(),
+                    audience: audience.clone(),
+                })
+            })
+            .transpose()?;
+        let jwks = jwks_config(env, base_url.as_ref(), issuer, audience)?;
+        if hmac.is_none() && jwks.is_none() {
+            return Err(ConfigError::new(
+                "BETTER_AUTH_SECRET",
+                "no token source: set BETTER_AUTH_URL (Better Auth JWKS), JWKS_URL or BETTER_AUTH_SECRET",
+            ));
+        }
+        Ok(Self {
+            hmac,
+            jwks,
+            leeway_seconds: bounded(env, "JWT_LEEWAY_SECONDS", 60, 0..=3600)?,
+            cache_capacity: bounded(env, "TOKEN_CACHE_CAPACITY", 100_000, 0..=10_000_000)?,
+        })
+    }
+}
+
+/// The JWKS source, from `JWKS_URL` or `BETTER_AUTH_URL`. Tokens verified with it always have
+/// their issuer and audience checked, so one of each must be known.
+fn jwks_config(
+    env: &Env,
+    base_url: Option<&Url>,
+    issuer: Option<String>,
+    audience: Option<String>,
+) -> Result<Option<JwksConfig>, ConfigError> {
+    let url = match (env.get("JWKS_URL")?, base_url) {
+        (Some(url), _) => http_url("JWKS_URL", url)?,
+        (None, Some(base)) => {
+            let jwks = format!("{}/api/auth/jwks", base.as_str().trim_end_matches('/'));
+            http_url("BETTER_AUTH_URL", &jwks)?
+        }
+        (None, None) => return Ok(None),
+    };
+    let defaults = base_url.map(better_auth_identifiers).unwrap_or_default();
+    let pick = |configured: Option<String>, variable: &str| match configured {
+        Some(value) => Ok(vec![value]),
+        None if !defaults.is_empty() => Ok(defaults.clone()),
+        None => Err(ConfigError::new(
+            variable,
+            "is required when JWKS_URL is set without BETTER_AUTH_URL",
+        )),
+    };
+    Ok(Some(JwksConfig {
+        url,
+        issuers: pick(issuer, "JWT_ISSUER")?,
+        audiences: pick(audience, "JWT_AUDIENCE")?,
+        refresh_interval: Duration::from_secs(bounded(
+            env,
+            "JWKS_REFRESH_SECONDS",
+            300,
+            1..=86_400,
+        )?),
+        min_refetch_interval: millis(env, "JWKS_MIN_REFETCH_MS", 10_000)?,
+        fetch_timeout: millis(env, "JWKS_FETCH_TIMEOUT_MS", 5_000)?,
+    }))
+}
+
+/// What Better Auth puts in `iss` and `aud` by default: its base URL's origin. A base URL with a
+/// path is accepted as written too, since deployments set `issuer` to either.
+fn better_auth_identifiers(base: &Url) -> Vec<String> {
+    let origin = base.origin().ascii_serialization();
+    let written = base.as_str().trim_end_matches('/').to_owned();
+    if written == origin {
+        vec![origin]
+    } else {
+        vec![origin, written]
+    }
+}
+
+impl UpstreamConfig {
+    /// Reads the replica list and the hop's timeouts.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let urls = env
+            .list("TASK_SERVICE_URL")?
+            .unwrap_or_else(|| vec!["http://127.0.0.1:8081".to_owned()]);
+        if urls.is_empty() {
+            return Err(ConfigError::new("TASK_SERVICE_URL", "lists no replica"));
+        }
+        let replicas = urls
+            .iter()
+            .map(|url| replica_address(url))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            replicas,
+            connect_timeout: millis(env, "UPSTREAM_CONNECT_TIMEOUT_MS", 1_000)?,
+            read_timeout: millis(env, "UPSTREAM_READ_TIMEOUT_MS", 10_000)?,
+            write_timeout: millis(env, "UPSTREAM_WRITE_TIMEOUT_MS", 10_000)?,
+            idle_timeout: millis(env, "UPSTREAM_IDLE_TIMEOUT_MS", 15_000)?,
+            health_check_interval: millis(env, "HEALTH_CHECK_INTERVAL_MS", 1_000)?,
+        })
+    }
+}
+
+/// `http://host:port` with nothing else: the hop to the task service is plain HTTP on an internal
+/// network, and a path would be silently ignored.
+fn replica_address(value: &str) -> Result<ReplicaAddress, ConfigError> {
+    let bad = |message: &str| ConfigError::new("TASK_SERVICE_URL", format!("{value:?} {message}"));
+    let url = Url::parse(value).map_err(|err| bad(&format!("is not a URL: {err}")))?;
+    if url.scheme() != "http" {
+        return Err(bad(
+            "must use http:// (the gateway speaks plain HTTP to the task tier)",
+        ));
+    }
+    if !matches!(url.path(), "" | "/") || url.query().is_some() || !url.username().is_empty() {
+        return Err(bad("must be http://host:port with no path, query or user"));
+    }
+    let host = url
+        .host_str()
+        .ok_or_else(|| bad("has no host"))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let port = url.port_or_known_default().unwrap_or(80);
+    Ok(ReplicaAddress { host, port })
+}
+
+/// An `http` or `https` URL.
+fn http_url(variable: &str, value: &str) -> Result<Url, ConfigError> {
+    let url = Url::parse(value)
+        .map_err(|err| ConfigError::new(variable, format!("{value:?} is not a URL: {err}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(ConfigError::new(
+            variable,
+            format!("{value:?} must be an http:// or https:// URL"),
+        ));
+    }
+    Ok(url)
+}
+
+/// Each entry must be an exact origin (`scheme://host[:port]`), compared byte for byte with the
+/// browser's `Origin` header; a wildcard is refused so no site can read another user's tasks.
+fn cors_origins(env: &Env) -> Result<Vec<String>, ConfigError> {
+    let variable = "CORS_ALLOWED_ORIGINS";
+    let origins = env
+        .list(variable)?
+        .unwrap_or_else(|| vec!["http://localhost:3000".to_owned()]);
+    origins
+        .into_iter()
+        .map(|origin| {
+            let url = http_url(variable, &origin)?;
+            let canonical = url.origin().ascii_serialization();
+            if canonical != origin.trim_end_matches('/') {
+                return Err(ConfigError::new(
+                    variable,
+                    format!("{origin:?} is not an origin (expected e.g. {canonical:?})"),
+                ));
+            }
+            Ok(canonical)
+        })
+        .collect()
+}
+
+/// A whole number within `range`, or `default` when unset.
+fn bounded(
+    env: &Env,
+    variable: &str,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<u64, ConfigError> {
+    let value = env.parse_or(variable, default)?;
+    if !range.contains(&value) {
+        return Err(ConfigError::new(
+            variable,
+            format!(
+                "must be between {} and {} (got {value})",
+                range.start(),
+                range.end()
+            ),
+        ));
+    }
+    Ok(value)
+}
+
+/// A duration given in milliseconds: at least 1 ms, at most a day.
+fn millis(env: &Env, variable: &str, default: u64) -> Result<Duration, ConfigError> {
+    bounded(env, variable, default, 1..=86_400_000).map(Duration::from_millis)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SIGNING: &str = "signing-secret-signing-secret-0123456789";
+    const HMAC: &str = "better-auth-secret-better-auth-secret-01";
+
+    fn env(pairs: &[(&str, &str)]) -> Env {
+        let mut all = vec![("GATEWAY_SIGNING_SECRET", SIGNING)];
+        all.extend_from_slice(pairs);
+        Env::from_pairs(all)
+    }
+
+    fn error_variable(pairs: &[(&str, &str)]) -> String {
+        Config::from_env(&env(pairs))
+            .expect_err("configuration should be refused")
+            .variable
+    }
+
+    #[test]
+    fn better_auth_url_alone_configures_jwks_with_origin_claims() {
+        let config = Config::from_env(&env(&[("BETTER_AUTH_URL", "https://auth.example.com/")]))
+            .expect("valid");
+        let jwks = config.tokens.jwks.expect("jwks configured");
+        assert_eq!(jwks.url.as_str(), "https://auth.example.com/api/auth/jwks");
+        assert_eq!(jwks.issuers, ["https://auth.example.com"]);
+        assert_eq!(jwks.audiences, ["https://auth.example.com"]);
+        assert!(config.tokens.hmac.is_none());
+        assert_eq!(config.tokens.leeway_seconds, 60);
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let config = Config::from_env(&env(&[("BETTER_AUTH_SECRET", HMAC)])).expect("valid");
+        assert_eq!(config.listen, SocketAddr::from(([0, 0, 0, 0], 8080)));
+        assert_eq!(config.admin_listen, SocketAddr::from(([0, 0, 0, 0], 9090)));
+        assert_eq!(config.cors_allowed_origins, ["http://localhost:3000"]);
+        assert_eq!(
+            config.upstream.replicas,
+            [ReplicaAddress {
+                host: "127.0.0.1".into(),
+                port: 8081
+            }]
+        );
+        assert!(config.tokens.jwks.is_none());
+        let hmac = config.tokens.hmac.expect("hmac configured");
+        assert_eq!(hmac.issuer, None);
+        assert!(!format!("{hmac:?}").contains(HMAC));
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        assert_eq!(error_variable(&[]), "BETTER_AUTH_SECRET");
+        assert_eq!(
+            error_variable(&[("BETTER_AUTH_SECRET", "short")]),
+            "BETTER_AUTH_SECRET"
+        );
+        assert_eq!(
+            error_variable(&[("BETTER_AUTH_URL", "not a url")]),
+            "BETTER_AUTH_URL"
+        );
+        assert_eq!(
+            error_variable(&[("JWKS_URL", "http://auth/jwks")]),
+            "JWT_ISSUER"
+        );
+        for (variable, value) in [
+            ("TASK_SERVICE_URL", "https://task:8081"),
+            ("TASK_SERVICE_URL", "http://task:8081/api"),
+            ("CORS_ALLOWED_ORIGINS", "*"),
+            ("CORS_ALLOWED_ORIGINS", "http://localhost:3000/app"),
+            ("JWT_LEEWAY_SECONDS", "-1"),
+            ("GATEWAY_LISTEN", "8080"),
+            ("UPSTREAM_READ_TIMEOUT_MS", "0"),
+        ] {
+            assert_eq!(
+                error_variable(&[("BETTER_AUTH_SECRET", HMAC), (variable, value)]),
+                variable,
+                "{variable}={value}"
+            );
+        }
+        let missing_signing = Config::from_env(&Env::from_pairs([("BETTER_AUTH_SECRET", HMAC)]))
+            .expect_err("no signing secret");
+        assert_eq!(missing_signing.variable, "GATEWAY_SIGNING_SECRET");
+    }
+
+    #[test]
+    fn replica_list_accepts_names_and_ipv6() {
+        let config = Config::from_env(&env(&[
+            ("BETTER_AUTH_SECRET", HMAC),
+            ("TASK_SERVICE_URL", "http://task-a:9000, http://[::1]:9001"),
+        ]))
+        .expect("valid");
+        let shown: Vec<String> = config
+            .upstream
+            .replicas
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(shown, ["task-a:9000", "[::1]:9001"]);
+    }
+
+    #[test]
+    fn explicit_issuer_and_audience_override_the_base_url() {
+        let config = Config::from_env(&env(&[
+            ("BETTER_AUTH_URL", "http://localhost:3000"),
+            ("JWT_ISSUER", "issuer"),
+            ("JWT_AUDIENCE", "audience"),
+            ("BETTER_AUTH_SECRET", HMAC),
+        ]))
+        .expect("valid");
+        let jwks = config.tokens.jwks.expect("jwks");
+        assert_eq!(jwks.issuers, ["issuer"]);
+        assert_eq!(jwks.audiences, ["audience"]);
+        let hmac = config.tokens.hmac.expect("hmac");
+        assert_eq!(hmac.issuer.as_deref(), Some("issuer"));
+        assert_eq!(hmac.audience.as_deref(), Some("audience"));
+    }
+}

@@ -1,0 +1,312 @@
+//! The Better Auth key set: fetched from the JWKS endpoint, held in a moka cache by `kid`, and
+//! refreshed periodically and on demand.
+//!
+//! - A token with an unknown `kid` triggers one refetch (the key may just have rotated in), but
+//!   such refetches are single-flight (one at a time, later callers reuse its result) and at most
+//!   one per `min_refetch_interval`, so a flood of made-up key ids costs Better Auth nothing.
+//! - When a fetch fails, the keys already held are kept: an outage of Better Auth does not log
+//!   every user out.
+//! - Only asymmetric keys whose own `alg` is one the gateway verifies are kept; an `oct` (HMAC)
+//!   key in a JWKS is ignored, so a public key set can never turn into a shared secret.
+
+use std::collections::HashSet;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::jwk::Jwk;
+use jsonwebtoken::{Algorithm, DecodingKey};
+use moka::sync::Cache;
+use reqwest::Url;
+use serde::Deserialize;
+use tokio::sync::Mutex;
+
+use super::cache::TokenCache;
+use crate::metrics::Metrics;
+
+/// Larger JWKS bodies are refused: Better Auth's holds a handful of keys.
+const MAX_JWKS_BYTES: usize = 256 * 1024;
+/// At most this many keys are held.
+const MAX_KEYS: u64 = 256;
+
+/// A public key from the JWKS, with the algorithm the JWK itself declares.
+pub struct VerificationKey {
+    /// The JWK's own `alg`: the only algorithm this key verifies.
+    pub alg: Algorithm,
+    pub key: DecodingKey,
+}
+
+/// Why a JWKS fetch failed.
+#[derive(Debug, thiserror::Error)]
+pub enum JwksError {
+    #[error("request failed: {0}")]
+    Request(#[from] reqwest::Error),
+    #[error("answered HTTP {0}")]
+    Status(u16),
+    #[error("body is larger than {MAX_JWKS_BYTES} bytes")]
+    TooLarge,
+    #[error("body is not a JWKS: {0}")]
+    NotAJwks(#[from] serde_json::Error),
+}
+
+#[derive(Deserialize)]
+struct KeySet {
+    keys: Vec<serde_json::Value>,
+}
+
+/// The keys of a JWKS document that the gateway can use, by `kid`. Entries without a `kid`, without
+/// a supported asymmetric `alg`, or whose key does not match that `alg` are skipped (and logged).
+pub fn parse_jwks(body: &[u8]) -> Result<Vec<(String, VerificationKey)>, JwksError> {
+    let set: KeySet = serde_json::from_slice(body)?;
+    Ok(set
+        .keys
+        .into_iter()
+        .filter_map(|value| match usable_key(&value) {
+            Ok(key) => Some(key),
+            Err(reason) => {
+                let kid = value.get("kid").and_then(|kid| kid.as_str()).unwrap_or("");
+                tracing::warn!(kid, reason, "ignoring JWKS key");
+                None
+            }
+        })
+        .collect())
+}
+
+/// One JWK, if the gateway may verify with it.
+fn usable_key(value: &serde_json::Value) -> Result<(String, VerificationKey), &'static str> {
+    let text = |field: &str| value.get(field).and_then(|v| v.as_str());
+    let kid = text("kid").filter(|kid| !kid.is_empty()).ok_or("no kid")?;
+    if text("use").is_some_and(|usage| usage != "sig") {
+        return Err("not a signing key");
+    }
+    let alg = text("alg")
+        .and_then(|alg| Algorithm::from_str(alg).ok())
+        .ok_or("no alg, or one jsonwebtoken does not verify (e.g. ES512)")?;
+    let (kty, curve) = match alg {
+        Algorithm::EdDSA => ("OKP", Some("Ed25519")),
+        Algorithm::ES256 => ("EC", Some("P-256")),
+        Algorithm::ES384 => ("EC", Some("P-384")),
+        Algorithm::RS256
+        | Algorithm::RS384
+        | Algorithm::RS512
+        | Algorithm::PS256
+        | Algorithm::PS384
+        | Algorithm::PS512 => ("RSA", None),
+        // HMAC (and anything new) never comes from a public key set.
+        _ => return Err("not an asymmetric algorithm"),
+    };
+    if text("kty") != Some(kty) || curve.is_some_and(|crv| text("crv") != Some(crv)) {
+        return Err("key type or curve does not match its alg");
+    }
+    let jwk: Jwk = serde_json::from_value(value.clone()).map_err(|_| "malformed JWK")?;
+    let key = DecodingKey::from_jwk(&jwk).map_err(|_| "malformed key material")?;
+    if key.family() != alg.family() {
+        return Err("key family does not match its alg");
+    }
+    // jsonwebtoken slices the first 32 bytes of an Ed25519 key without checking its length.
+    if alg == Algorithm::EdDSA && !key.try_get_as_bytes().is_ok_and(|bytes| bytes.len() == 32) {
+        return Err("Ed25519 key is not 32 bytes");
+    }
+    Ok((kid.to_owned(), VerificationKey { alg, key }))
+}
+
+/// The key set and how to refresh it.
+pub struct JwksStore {
+    url: Url,
+    client: reqwest::Client,
+    keys: Cache<String, Arc<VerificationKey>>,
+    loaded: AtomicBool,
+    /// Serialises fetches (single flight) and remembers the last on-demand one.
+    last_on_demand_fetch: Mutex<Option<Instant>>,
+    min_refetch_interval: Duration,
+    /// Cleared when a key disappears, so tokens it signed stop being honoured at once.
+    token_cache: TokenCache,
+    metrics: Arc<Metrics>,
+}
+
+impl JwksStore {
+    /// A store for the JWKS at `url`; nothing is fetched until [`Self::refresh`].
+    pub fn new(
+        url: Url,
+        fetch_timeout: Duration,
+        min_refetch_interval: Duration,
+        token_cache: TokenCache,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .timeout(fetch_timeout)
+            .user_agent(concat!("gateway/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self {
+            url,
+            client,
+            keys: Cache::builder().max_capacity(MAX_KEYS).build(),
+            loaded: AtomicBool::new(false),
+            last_on_demand_fetch: Mutex::new(None),
+            min_refetch_interval,
+            token_cache,
+            metrics,
+        })
+    }
+
+    /// Whether a fetch has succeeded with at least one usable key.
+    pub fn is_loaded(&self) -> bool {
+        self.loaded.load(Ordering::Acquire)
+    }
+
+    /// The key for `kid`, refetching the JWKS once if it is unknown and no on-demand fetch
+    /// happened within the minimum interval.
+    pub async fn key(&self, kid: &str) -> Option<Arc<VerificationKey>> {
+        if let Some(key) = self.keys.get(kid) {
+            return Some(key);
+        }
+        let mut last = self.last_on_demand_fetch.lock().await;
+        // While this caller waited, another fetch may have brought the key in.
+        if let Some(key) = self.keys.get(kid) {
+            return Some(key);
+        }
+        if last.is_some_and(|at| at.elapsed() < self.min_refetch_interval) {
+            return None;
+        }
+        *last = Some(Instant::now());
+        // A failure is logged and counted by `fetch_and_store`; the old keys stay.
+        let _ = self.fetch_and_store().await;
+        self.keys.get(kid)
+    }
+
+    /// Fetches the JWKS now and replaces the key set; on failure the old keys stay.
+    pub async fn refresh(&self) -> Result<usize, JwksError> {
+        let _single_flight = self.last_on_demand_fetch.lock().await;
+        self.fetch_and_store().await
+    }
+
+    async fn fetch_and_store(&self) -> Result<usize, JwksError> {
+        let result = self.fetch().await;
+        match &result {
+            Ok(keys) => {
+                self.metrics
+                    .jwks_refreshes
+                    .with_label_values(&["success"])
+                    .inc();
+                tracing::debug!(keys = keys.len(), "JWKS refreshed");
+            }
+            Err(err) => {
+                self.metrics
+                    .jwks_refreshes
+                    .with_label_values(&["error"])
+                    .inc();
+                tracing::warn!(url = %self.url, error = %err, "JWKS refresh failed; keeping the current keys");
+            }
+        }
+        let keys = result?;
+        let count = keys.len();
+        self.replace_keys(keys);
+        Ok(count)
+    }
+
+    async fn fetch(&self) -> Result<Vec<(String, VerificationKey)>, JwksError> {
+        let mut response = self.client.get(self.url.clone()).send().await?;
+        if !response.status().is_success() {
+            return Err(JwksError::Status(response.status().as_u16()));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await? {
+            if body.len() + chunk.len() > MAX_JWKS_BYTES {
+                return Err(JwksError::TooLarge);
+            }
+            body.extend_from_slice(&chunk);
+        }
+        parse_jwks(&body)
+    }
+
+    fn replace_keys(&self, keys: Vec<(String, VerificationKey)>) {
+        let fresh: HashSet<&str> = keys.iter().map(|(kid, _)| kid.as_str()).collect();
+        let removed: Vec<Arc<String>> = self
+            .keys
+            .iter()
+            .map(|(kid, _)| kid)
+            .filter(|kid| !fresh.contains(kid.as_str()))
+            .collect();
+        for kid in &removed {
+            self.keys.invalidate(kid.as_str());
+        }
+        if !removed.is_empty() {
+            // A key was withdrawn (revoked or past its grace period): tokens it signed must stop
+            // working now, not when their cache entries lapse.
+            self.token_cache.clear();
+        }
+        let usable = !keys.is_empty();
+        for (kid, key) in keys {
+            self.keys.insert(kid, Arc::new(key));
+        }
+        self.keys.run_pending_tasks();
+        self.metrics
+            .jwks_keys
+            .set(i64::try_from(self.keys.entry_count()).unwrap_or(i64::MAX));
+        if usable {
+            self.loaded.store(true, Ordering::Release);
+        }
+    }
+}
+
+/// Refreshes the key set in the background: at start, then every `interval`, and every few
+/// seconds while the last attempt failed (so the gateway becomes ready soon after Better Auth
+/// does).
+pub struct JwksRefresher {
+    pub store: Arc<JwksStore>,
+    pub interval: Duration,
+}
+
+/// How soon a failed refresh is retried.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(2);
+
+#[async_trait::async_trait]
+impl pingora::services::background::BackgroundService for JwksRefresher {
+    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
+        loop {
+            let wait = match self.store.refresh().await {
+                Ok(_) if self.store.is_loaded() => self.interval,
+                _ => RETRY_AFTER_FAILURE.min(self.interval),
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ED_X: &str = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
+
+    #[test]
+    fn keeps_only_keys_whose_alg_matches_their_type() {
+        let body = serde_json::json!({"keys": [
+            {"kty": "OKP", "crv": "Ed25519", "x": ED_X, "kid": "ed", "alg": "EdDSA"},
+            {"kty": "OKP", "crv": "Ed25519", "x": ED_X, "kid": "no-alg"},
+            {"kty": "OKP", "crv": "Ed25519", "x": ED_X, "alg": "EdDSA"},
+            {"kty": "OKP", "crv": "Ed25519", "x": ED_X, "kid": "lying", "alg": "ES256"},
+            {"kty": "OKP", "crv": "X25519", "x": ED_X, "kid": "ecdh", "alg": "EdDSA"},
+            {"kty": "oct", "k": "c2VjcmV0", "kid": "hmac", "alg": "HS256"},
+            {"kty": "EC", "crv": "P-521", "x": "AA", "y": "AA", "kid": "p521", "alg": "ES512"},
+            {"kty": "OKP", "crv": "Ed25519", "x": ED_X, "kid": "enc", "alg": "EdDSA", "use": "enc"},
+            {"kty": "OKP", "crv": "Ed25519", "x": "AAAA", "kid": "short", "alg": "EdDSA"},
+        ]});
+        let keys = parse_jwks(body.to_string().as_bytes()).expect("a JWKS");
+        let kids: Vec<&str> = keys.iter().map(|(kid, _)| kid.as_str()).collect();
+        assert_eq!(kids, ["ed"]);
+        assert_eq!(keys[0].1.alg, Algorithm::EdDSA);
+    }
+
+    #[test]
+    fn a_body_without_keys_is_an_error() {
+        assert!(matches!(
+            parse_jwks(b"{\"detail\":\"Not Found\"}"),
+            Err(JwksError::NotAJwks(_))
+        ));
+    }
+}

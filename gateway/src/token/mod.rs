@@ -1,0 +1,536 @@
+//! Bearer-token verification: which tokens prove which user.
+//!
+//! The token header's `alg` picks the path, and the paths never cross:
+//!
+//! - `HS256`/`HS384`/`HS512` are verified with `BETTER_AUTH_SECRET` only (when it is set);
+//! - `EdDSA`, `ES256`, `ES384`, `RS*` and `PS*` are verified only with the JWKS key named by the
+//!   header's `kid`, and only when that JWK's own `alg` is the header's `alg`. ES512 is refused:
+//!   jsonwebtoken 11 cannot verify it.
+//! - `none` and anything else are refused.
+//!
+//! So an HMAC algorithm is never checked against a public key (no algorithm confusion), and a
+//! public key never serves as an HMAC secret. Claims: `exp` is required; `nbf` and `iat` are
+//! honoured with the configured leeway; `iss`/`aud` are checked (always for JWKS tokens, for HS
+//! tokens when configured); `sub` must be a non-empty string, which also keeps Better Auth's
+//! `session_data` cookie (HS256 with the same secret, but no `sub`) from passing as a bearer.
+
+pub mod cache;
+pub mod jwks;
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+
+use crate::config::TokenConfig;
+use crate::metrics::Metrics;
+use cache::TokenCache;
+use jwks::JwksStore;
+
+/// Who a verified token speaks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The token's `sub`: the user id.
+    pub sub: String,
+    /// The token's `email`, when it has one.
+    pub email: Option<String>,
+}
+
+/// Why a token was refused. Every variant is a 401.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("token is malformed")]
+    Malformed,
+    #[error("token algorithm is not accepted")]
+    UnsupportedAlgorithm,
+    #[error("token signing key is unknown")]
+    UnknownKey,
+    #[error("token signature is invalid")]
+    BadSignature,
+    #[error("token has expired")]
+    Expired,
+    #[error("token is not valid yet")]
+    NotYetValid,
+    #[error("token issuer is not accepted")]
+    WrongIssuer,
+    #[error("token audience is not accepted")]
+    WrongAudience,
+    #[error("token has no subject")]
+    MissingSubject,
+}
+
+/// Longest `kid` looked up; longer ones are malformed rather than cache keys.
+const MAX_KID_LEN: usize = 256;
+
+/// The part of the token header that picks the verification path.
+#[derive(Deserialize)]
+struct TokenHeader {
+    alg: String,
+    kid: Option<String>,
+    /// Critical extensions (RFC 7515 §4.1.11): none is understood, so any makes the token invalid.
+    crit: Option<serde_json::Value>,
+}
+
+/// The claims read after the signature and the standard checks passed. Loosely typed so that an
+/// odd value yields a precise refusal rather than a parse error.
+#[derive(Deserialize)]
+struct Claims {
+    sub: Option<serde_json::Value>,
+    email: Option<serde_json::Value>,
+    iat: Option<serde_json::Value>,
+    exp: Option<serde_json::Value>,
+}
+
+/// How one family of tokens has its claims checked.
+#[derive(Clone)]
+struct ClaimRules {
+    issuers: Option<Vec<String>>,
+    audiences: Option<Vec<String>>,
+}
+
+struct HmacSource {
+    key: DecodingKey,
+    rules: ClaimRules,
+}
+
+struct JwksSource {
+    store: Arc<JwksStore>,
+    rules: ClaimRules,
+}
+
+/// Verifies bearer tokens against the configured sources, remembering verified ones.
+pub struct Verifier {
+    hmac: Option<HmacSource>,
+    jwks: Option<JwksSource>,
+    leeway: u64,
+    cache: TokenCache,
+    metrics: Arc<Metrics>,
+}
+
+impl Verifier {
+    /// A verifier for `config`. `jwks` must be given exactly when `config.jwks` is set; the
+    /// `cache` is shared with the store so withdrawn keys clear it.
+    pub fn new(
+        config: &TokenConfig,
+        jwks: Option<Arc<JwksStore>>,
+        cache: TokenCache,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let hmac = config.hmac.as_ref().map(|hmac| HmacSource {
+            key: DecodingKey::from_secret(hmac.secret_bytes()),
+            rules: ClaimRules {
+                issuers: hmac.issuer.clone().map(|issuer| vec![issuer]),
+                audiences: hmac.audience.clone().map(|audience| vec![audience]),
+            },
+        });
+        let jwks = config
+            .jwks
+            .as_ref()
+            .zip(jwks)
+            .map(|(settings, store)| JwksSource {
+                store,
+                rules: ClaimRules {
+                    issuers: Some(settings.issuers.clone()),
+                    audiences: Some(settings.audiences.clone()),
+                },
+            });
+        Self {
+            hmac,
+            jwks,
+            leeway: config.leeway_seconds,
+            cache,
+            metrics,
+        }
+    }
+
+    /// Verifies `token`, answering from the cache when it was verified before.
+    pub async fn verify(&self, token: &str) -> Result<Arc<Principal>, TokenError> {
+        let digest = cache::digest(token);
+        if let Some(principal) = self.cache.get(&digest) {
+            self.metrics.token_cache.with_label_values(&["hit"]).inc();
+            return Ok(principal);
+        }
+        self.metrics.token_cache.with_label_values(&["miss"]).inc();
+        let (principal, exp) = self.verify_uncached(token).await?;
+        let principal = Arc::new(principal);
+        self.cache.insert(digest, Arc::clone(&principal), exp);
+        Ok(principal)
+    }
+
+    /// Verifies `token` from scratch; returns the principal and the token's `exp`.
+    pub async fn verify_uncached(&self, token: &str) -> Result<(Principal, u64), TokenError> {
+        let header = read_header(token)?;
+        let alg: Algorithm = header
+            .alg
+            .parse()
+            .map_err(|_| TokenError::UnsupportedAlgorithm)?;
+        let (key, rules) = match alg.family() {
+            jsonwebtoken::AlgorithmFamily::Hmac => {
+                let hmac = self.hmac.as_ref().ok_or(TokenError::UnsupportedAlgorithm)?;
+                (KeyRef::Borrowed(&hmac.key), &hmac.rules)
+            }
+            _ => {
+                let jwks = self.jwks.as_ref().ok_or(TokenError::UnsupportedAlgorithm)?;
+                let kid = header.kid.as_deref().ok_or(TokenError::UnknownKey)?;
+                let key = jwks.store.key(kid).await.ok_or(TokenError::UnknownKey)?;
+                if key.alg != alg {
+                    return Err(TokenError::UnsupportedAlgorithm);
+                }
+                (KeyRef::Shared(key), &jwks.rules)
+            }
+        };
+        let validation = self.validation(alg, rules);
+        let data = jsonwebtoken::decode::<Claims>(token, key.decoding_key(), &validation)
+            .map_err(|err| map_error(err.kind()))?;
+        let claims = data.claims;
+        self.check_issued_at(claims.iat.as_ref())?;
+        let sub = match claims.sub {
+            Some(serde_json::Value::String(sub)) if !sub.is_empty() => sub,
+            _ => return Err(TokenError::MissingSubject),
+        };
+        let email = match claims.email {
+            Some(serde_json::Value::String(email)) if !email.is_empty() => Some(email),
+            _ => None,
+        };
+        let exp = claims
+            .exp
+            .as_ref()
+            .and_then(numeric_date)
+            .ok_or(TokenError::Malformed)?;
+        Ok((Principal { sub, email }, exp))
+    }
+
+    fn validation(&self, alg: Algorithm, rules: &ClaimRules) -> Validation {
+        let mut validation = Validation::new(alg);
+        validation.leeway = self.leeway;
+        validation.validate_nbf = true;
+        let mut required = vec!["exp"];
+        match &rules.issuers {
+            Some(issuers) => {
+                validation.set_issuer(issuers);
+                required.push("iss");
+            }
+            None => validation.iss = None,
+        }
+        match &rules.audiences {
+            Some(audiences) => {
+                validation.set_audience(audiences);
+                required.push("aud");
+            }
+            // Without a configured audience an `aud` claim is not ours to judge.
+            None => validation.validate_aud = false,
+        }
+        validation.set_required_spec_claims(&required);
+        validation
+    }
+
+    /// `iat` in the future beyond the leeway means a forged or mis-clocked token.
+    fn check_issued_at(&self, iat: Option<&serde_json::Value>) -> Result<(), TokenError> {
+        let Some(iat) = iat else { return Ok(()) };
+        let iat = numeric_date(iat).ok_or(TokenError::Malformed)?;
+        if iat > now_unix().saturating_add(self.leeway) {
+            return Err(TokenError::NotYetValid);
+        }
+        Ok(())
+    }
+}
+
+/// A key owned by the verifier or shared from the JWKS store.
+enum KeyRef<'a> {
+    Borrowed(&'a DecodingKey),
+    Shared(Arc<jwks::VerificationKey>),
+}
+
+impl KeyRef<'_> {
+    fn decoding_key(&self) -> &DecodingKey {
+        match self {
+            Self::Borrowed(key) => key,
+            Self::Shared(key) => &key.key,
+        }
+    }
+}
+
+/// Decodes the first segment of a compact JWS.
+fn read_header(token: &str) -> Result<TokenHeader, TokenError> {
+    let mut parts = token.split('.');
+    let (Some(header), Some(_), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(TokenError::Malformed);
+    };
+    let json = URL_SAFE_NO_PAD
+        .decode(header)
+        .map_err(|_| TokenError::Malformed)?;
+    let header: TokenHeader = serde_json::from_slice(&json).map_err(|_| TokenError::Malformed)?;
+    if header.crit.is_some()
+        || header
+            .kid
+            .as_ref()
+            .is_some_and(|kid| kid.len() > MAX_KID_LEN)
+    {
+        return Err(TokenError::Malformed);
+    }
+    Ok(header)
+}
+
+/// A JWT NumericDate: a non-negative number of seconds.
+fn numeric_date(value: &serde_json::Value) -> Option<u64> {
+    value.as_u64().or_else(|| {
+        value
+            .as_f64()
+            .filter(|seconds| seconds.is_finite() && *seconds >= 0.0)
+            // Truncation is intended: a NumericDate may carry a fraction of a second.
+            .map(|seconds| seconds as u64)
+    })
+}
+
+fn map_error(kind: &ErrorKind) -> TokenError {
+    match kind {
+        ErrorKind::InvalidSignature
+        | ErrorKind::InvalidEcdsaKey
+        | ErrorKind::InvalidRsaKey(_)
+        | ErrorKind::InvalidEddsaKey
+        | ErrorKind::InvalidKeyFormat
+        | ErrorKind::RsaFailedSigning
+        | ErrorKind::Signing(_)
+        | ErrorKind::Provider(_) => TokenError::BadSignature,
+        ErrorKind::ExpiredSignature => TokenError::Expired,
+        ErrorKind::ImmatureSignature => TokenError::NotYetValid,
+        ErrorKind::InvalidIssuer => TokenError::WrongIssuer,
+        ErrorKind::InvalidAudience => TokenError::WrongAudience,
+        ErrorKind::InvalidSubject => TokenError::MissingSubject,
+        ErrorKind::MissingRequiredClaim(claim) => match claim.as_str() {
+            "iss" => TokenError::WrongIssuer,
+            "aud" => TokenError::WrongAudience,
+            "sub" => TokenError::MissingSubject,
+            _ => TokenError::Malformed,
+        },
+        ErrorKind::InvalidAlgorithm
+        | ErrorKind::UnsupportedAlgorithm
+        | ErrorKind::InvalidAlgorithmName
+        | ErrorKind::MissingAlgorithm => TokenError::UnsupportedAlgorithm,
+        _ => TokenError::Malformed,
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub(crate) fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use jsonwebtoken::{EncodingKey, Header};
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::config::HmacConfig;
+
+    const SECRET: &str = "better-auth-secret-better-auth-secret-01";
+
+    fn config(issuer: Option<&str>, audience: Option<&str>) -> TokenConfig {
+        TokenConfig {
+            hmac: Some(HmacConfig {
+                secret: SECRET.to_owned().into(),
+                issuer: issuer.map(str::to_owned),
+                audience: audience.map(str::to_owned),
+            }),
+            jwks: None,
+            leeway_seconds: 60,
+            cache_capacity: 100,
+        }
+    }
+
+    fn verifier(config: &TokenConfig) -> (Verifier, Arc<Metrics>) {
+        let metrics = Arc::new(Metrics::new().expect("metrics"));
+        let verifier = Verifier::new(config, None, TokenCache::new(100), Arc::clone(&metrics));
+        (verifier, metrics)
+    }
+
+    fn hs(alg: Algorithm, claims: &Value) -> String {
+        jsonwebtoken::encode(
+            &Header::new(alg),
+            claims,
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .expect("sign")
+    }
+
+    fn claims(extra: Value) -> Value {
+        let mut claims = json!({"sub": "alice", "email": "alice@example.com", "iat": now_unix(), "exp": now_unix() + 600});
+        if let (Some(base), Some(extra)) = (claims.as_object_mut(), extra.as_object()) {
+            for (key, value) in extra {
+                if value.is_null() {
+                    base.remove(key);
+                } else {
+                    base.insert(key.clone(), value.clone());
+                }
+            }
+        }
+        claims
+    }
+
+    async fn check(verifier: &Verifier, token: &str) -> Result<Principal, TokenError> {
+        verifier
+            .verify_uncached(token)
+            .await
+            .map(|(principal, _)| principal)
+    }
+
+    #[tokio::test]
+    async fn hmac_tokens_with_the_secret_are_accepted() {
+        let (verifier, _) = verifier(&config(None, None));
+        for alg in [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512] {
+            let principal = check(&verifier, &hs(alg, &claims(json!({}))))
+                .await
+                .expect("valid");
+            assert_eq!(principal.sub, "alice");
+            assert_eq!(principal.email.as_deref(), Some("alice@example.com"));
+        }
+        // Without a configured audience, an `aud` claim is not judged.
+        let with_aud = hs(Algorithm::HS256, &claims(json!({"aud": "elsewhere"})));
+        assert!(check(&verifier, &with_aud).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn claims_are_checked_with_leeway() {
+        let (verifier, _) = verifier(&config(None, None));
+        let now = now_unix();
+        let cases = [
+            (json!({"exp": now - 120}), Err(TokenError::Expired)),
+            (json!({"exp": now - 30}), Ok(())),
+            (json!({"nbf": now + 600}), Err(TokenError::NotYetValid)),
+            (json!({"nbf": now + 30}), Ok(())),
+            (json!({"iat": now + 600}), Err(TokenError::NotYetValid)),
+            (json!({"iat": "yesterday"}), Err(TokenError::Malformed)),
+            (json!({"exp": null}), Err(TokenError::Malformed)),
+            (
+                json!({"exp": (now + 600).to_string()}),
+                Err(TokenError::Malformed),
+            ),
+            (json!({"sub": null}), Err(TokenError::MissingSubject)),
+            (json!({"sub": ""}), Err(TokenError::MissingSubject)),
+            (json!({"sub": 42}), Err(TokenError::MissingSubject)),
+        ];
+        for (extra, expected) in cases {
+            let token = hs(Algorithm::HS256, &claims(extra.clone()));
+            assert_eq!(
+                check(&verifier, &token).await.map(|_| ()),
+                expected,
+                "{extra}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn better_auth_session_cookie_never_passes() {
+        let (verifier, _) = verifier(&config(None, None));
+        // The shape of Better Auth's `session_data` cookie cache: HS256 with the same secret,
+        // the session and user inside, no `sub`.
+        let cookie = hs(
+            Algorithm::HS256,
+            &json!({
+                "session": {"session": {"token": "raw-session-token", "userId": "alice"}, "user": {"id": "alice"}},
+                "expiresAt": now_unix() + 300,
+                "exp": now_unix() + 300,
+                "iat": now_unix(),
+            }),
+        );
+        assert_eq!(
+            check(&verifier, &cookie).await,
+            Err(TokenError::MissingSubject)
+        );
+    }
+
+    #[tokio::test]
+    async fn configured_issuer_and_audience_are_required() {
+        let (verifier, _) = verifier(&config(Some("https://auth"), Some("https://api")));
+        let good = json!({"iss": "https://auth", "aud": ["other", "https://api"]});
+        assert!(
+            check(&verifier, &hs(Algorithm::HS256, &claims(good)))
+                .await
+                .is_ok()
+        );
+        let cases = [
+            (
+                json!({"iss": "https://evil", "aud": "https://api"}),
+                TokenError::WrongIssuer,
+            ),
+            (json!({"aud": "https://api"}), TokenError::WrongIssuer),
+            (
+                json!({"iss": "https://auth", "aud": "https://other"}),
+                TokenError::WrongAudience,
+            ),
+            (json!({"iss": "https://auth"}), TokenError::WrongAudience),
+        ];
+        for (extra, expected) in cases {
+            let token = hs(Algorithm::HS256, &claims(extra.clone()));
+            assert_eq!(check(&verifier, &token).await, Err(expected), "{extra}");
+        }
+    }
+
+    #[tokio::test]
+    async fn bad_signatures_algorithms_and_headers_are_refused() {
+        let (verifier, _) = verifier(&config(None, None));
+        let payload = URL_SAFE_NO_PAD.encode(claims(json!({})).to_string());
+        let unsigned = |header: &str| format!("{}.{payload}.", URL_SAFE_NO_PAD.encode(header));
+        let good = hs(Algorithm::HS256, &claims(json!({})));
+        let forged = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims(json!({})),
+            &EncodingKey::from_secret(b"another-secret-another-secret-0123456789"),
+        )
+        .expect("sign");
+        let cases = [
+            (
+                unsigned(r#"{"alg":"none"}"#),
+                TokenError::UnsupportedAlgorithm,
+            ),
+            (
+                unsigned(r#"{"alg":"None"}"#),
+                TokenError::UnsupportedAlgorithm,
+            ),
+            (
+                unsigned(r#"{"alg":"ES512","kid":"k"}"#),
+                TokenError::UnsupportedAlgorithm,
+            ),
+            // Asymmetric tokens need a JWKS, which this verifier does not have.
+            (
+                unsigned(r#"{"alg":"EdDSA","kid":"k"}"#),
+                TokenError::UnsupportedAlgorithm,
+            ),
+            (
+                unsigned(r#"{"alg":"HS256","crit":["exp"]}"#),
+                TokenError::Malformed,
+            ),
+            (forged, TokenError::BadSignature),
+            (format!("{good}.extra"), TokenError::Malformed),
+            ("not-a-token".to_owned(), TokenError::Malformed),
+            ("a.b.c".to_owned(), TokenError::Malformed),
+        ];
+        for (token, expected) in cases {
+            assert_eq!(check(&verifier, &token).await, Err(expected), "{token}");
+        }
+    }
+
+    #[tokio::test]
+    async fn verified_tokens_are_served_from_the_cache() {
+        let (verifier, metrics) = verifier(&config(None, None));
+        let token = hs(Algorithm::HS256, &claims(json!({})));
+        let first = verifier.verify(&token).await.expect("valid");
+        let second = verifier.verify(&token).await.expect("cached");
+        assert!(Arc::ptr_eq(&first, &second));
+        assert_eq!(metrics.token_cache.with_label_values(&["miss"]).get(), 1);
+        assert_eq!(metrics.token_cache.with_label_values(&["hit"]).get(), 1);
+        // A refused token is never cached.
+        assert!(verifier.verify("a.b.c").await.is_err());
+        assert!(verifier.verify("a.b.c").await.is_err());
+        assert_eq!(metrics.token_cache.with_label_values(&["miss"]).get(), 3);
+    }
+}

@@ -1,0 +1,237 @@
+//! The real `gateway` binary: configuration errors, `mint-token`, SIGTERM and graceful upgrade.
+
+mod support;
+
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::Value;
+use support::*;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_gateway");
+
+fn run(args: &[&str], vars: &[(&str, &str)]) -> Output {
+    Command::new(BINARY)
+        .args(args)
+        .env_clear()
+        .envs(vars.iter().copied())
+        .output()
+        .expect("the binary runs")
+}
+
+#[test]
+fn bad_configuration_stops_with_one_line_naming_the_variable() {
+    let short = "short-secret";
+    let cases: [(&[(&str, &str)], &str); 4] = [
+        (
+            &[("BETTER_AUTH_SECRET", HMAC_SECRET)],
+            "GATEWAY_SIGNING_SECRET",
+        ),
+        (
+            &[
+                ("GATEWAY_SIGNING_SECRET", SIGNING_SECRET),
+                ("BETTER_AUTH_SECRET", short),
+            ],
+            "BETTER_AUTH_SECRET",
+        ),
+        (
+            &[("GATEWAY_SIGNING_SECRET", SIGNING_SECRET)],
+            "BETTER_AUTH_SECRET",
+        ),
+        (
+            &[
+                ("GATEWAY_SIGNING_SECRET", SIGNING_SECRET),
+                ("BETTER_AUTH_SECRET", HMAC_SECRET),
+                ("TASK_SERVICE_URL", "https://task:8081"),
+            ],
+            "TASK_SERVICE_URL",
+        ),
+    ];
+    for (vars, variable) in cases {
+        let output = run(&[], vars);
+        assert!(!output.status.success(), "{variable}: exited successfully");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{variable}: {stderr}");
+        assert!(lines[0].contains(variable), "{variable}: {stderr}");
+        assert!(
+            !stderr.contains(short)
+                && !stderr.contains(HMAC_SECRET)
+                && !stderr.contains(SIGNING_SECRET)
+        );
+    }
+    // With no token source at all, the message says what would do.
+    let output = run(&[], &[("GATEWAY_SIGNING_SECRET", SIGNING_SECRET)]);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("BETTER_AUTH_URL"));
+}
+
+#[test]
+fn mint_token_prints_an_hs256_token() {
+    let output = run(
+        &[
+            "mint-token",
+            "--sub",
+            "alice",
+            "--email",
+            "alice@example.com",
+            "--ttl",
+            "2h",
+        ],
+        &[
+            ("BETTER_AUTH_SECRET", HMAC_SECRET),
+            ("BETTER_AUTH_URL", "http://localhost:3000"),
+        ],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let token = String::from_utf8(output.stdout).expect("utf-8");
+    let token = token.trim();
+    let payload: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(token.split('.').nth(1).expect("payload"))
+            .expect("base64"),
+    )
+    .expect("JSON");
+    assert_eq!(payload["sub"], "alice");
+    assert_eq!(payload["email"], "alice@example.com");
+    assert_eq!(payload["iss"], "http://localhost:3000");
+    assert_eq!(payload["aud"], "http://localhost:3000");
+    let lifetime = payload["exp"].as_u64().expect("exp") - payload["iat"].as_u64().expect("iat");
+    assert_eq!(lifetime, 7200);
+
+    let without_secret = run(&["mint-token", "--sub", "alice"], &[]);
+    assert!(!without_secret.status.success());
+    assert!(String::from_utf8_lossy(&without_secret.stderr).contains("BETTER_AUTH_SECRET"));
+}
+
+/// A port that was free a moment ago (the binary binds by address, not by listener).
+fn free_port() -> SocketAddr {
+    StdListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+}
+
+struct Served {
+    child: Child,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(vars: &[(String, String)], upgrade: bool) -> Served {
+    let mut command = Command::new(BINARY);
+    if upgrade {
+        command.arg("--upgrade");
+    }
+    let child = command
+        .env_clear()
+        .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the binary starts");
+    Served { child }
+}
+
+fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+}
+
+async fn wait_exit(served: &mut Served, limit: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        if served.child.try_wait().expect("wait").is_some() {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < limit, "still running after {limit:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn server_vars(
+    upstream: &EchoUpstream,
+    sock: &std::path::Path,
+) -> (Vec<(String, String)>, SocketAddr, SocketAddr) {
+    let (listen, admin) = (free_port(), free_port());
+    let mut vars = shared_secret_vars(&upstream.url());
+    vars.extend([
+        ("GATEWAY_LISTEN".to_owned(), listen.to_string()),
+        ("GATEWAY_ADMIN_LISTEN".to_owned(), admin.to_string()),
+        (
+            "GATEWAY_UPGRADE_SOCK".to_owned(),
+            sock.display().to_string(),
+        ),
+        ("RUST_LOG".to_owned(), "warn".to_owned()),
+    ]);
+    (vars, listen, admin)
+}
+
+async fn status_of(client: &reqwest::Client, url: &str, token: &str) -> u16 {
+    match client.get(url).bearer_auth(token).send().await {
+        Ok(response) => response.status().as_u16(),
+        Err(_) => 0,
+    }
+}
+
+#[tokio::test]
+async fn sigterm_stops_the_server_within_seconds() {
+    let upstream = EchoUpstream::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (vars, listen, admin) = server_vars(&upstream, &dir.path().join("upgrade.sock"));
+    let mut served = serve(&vars, false);
+    let client = reqwest::Client::new();
+    let token = hs256(&claims_for("alice"));
+    let api = format!("http://{listen}/api/alice/tasks");
+    eventually("the binary to serve", || async {
+        status_of(&client, &format!("http://{admin}/readyz"), "").await == 200
+            && status_of(&client, &api, &token).await == 200
+    })
+    .await;
+    signal(&served.child, "TERM");
+    let took = wait_exit(&mut served, Duration::from_secs(10)).await;
+    assert!(took < Duration::from_secs(8), "took {took:?}");
+}
+
+#[tokio::test]
+async fn graceful_upgrade_hands_over_the_listening_socket() {
+    let upstream = EchoUpstream::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sock = dir.path().join("upgrade.sock");
+    let (vars, listen, _admin) = server_vars(&upstream, &sock);
+    let mut old = serve(&vars, false);
+    let client = reqwest::Client::new();
+    let token = hs256(&claims_for("alice"));
+    let api = format!("http://{listen}/api/alice/tasks");
+    eventually("the old binary to serve", || async {
+        status_of(&client, &api, &token).await == 200
+    })
+    .await;
+
+    // The new binary waits on the upgrade socket for the old one's listeners.
+    let _new = serve(&vars, true);
+    eventually("the new binary to wait for the sockets", || async {
+        sock.exists()
+    })
+    .await;
+    signal(&old.child, "QUIT");
+    wait_exit(&mut old, Duration::from_secs(15)).await;
+    assert_eq!(
+        status_of(&client, &api, &token).await,
+        200,
+        "the new binary serves the same port"
+    );
+}
