@@ -1,1 +1,56 @@
-fn main() {}
+//! The task-service binary: read the configuration, set up logging, bind, and serve until
+//! SIGTERM or SIGINT. Everything else lives in the library, which tests start the same way.
+
+use std::process::ExitCode;
+
+use common::config::{Env, exit_on_error};
+use task_service::Config;
+use tokio::net::TcpListener;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config = exit_on_error(Config::from_env(&Env::from_process()));
+    common::telemetry::init(&config.log);
+    let listener = match TcpListener::bind(config.listen).await {
+        Ok(listener) => listener,
+        Err(err) => {
+            eprintln!(
+                "error: TASK_SERVICE_LISTEN: cannot listen on {}: {err}",
+                config.listen
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    match task_service::run(listener, config, shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Resolves on the first SIGTERM (how orchestrators stop a process) or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+    tracing::info!("shutdown requested: finishing in-flight requests");
+}

@@ -1,0 +1,145 @@
+//! The service's configuration, read once from the environment at start.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use common::assertion::AssertionVerifier;
+use common::config::{ConfigError, Env};
+use common::telemetry::LogSettings;
+
+use crate::store::{DATABASE_URL_VAR, DatabaseOptions};
+
+/// The variable naming the address to listen on.
+pub const LISTEN_VAR: &str = "TASK_SERVICE_LISTEN";
+/// The internal listener: loopback unless deployment says otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8081";
+/// A SQLite file under `./data/`, created on first start.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/tasks.db";
+
+/// Everything the service needs to start. Its `Debug` output hides the database password and the
+/// signing secrets.
+#[derive(Clone)]
+pub struct Config {
+    /// `DATABASE_URL`: `sqlite:…` or `postgres://…`; checked by [`Config::from_env`].
+    pub database_url: String,
+    /// Checks gateway assertions (`GATEWAY_SIGNING_SECRET`, `GATEWAY_SIGNING_SECRET_PREVIOUS`).
+    pub verifier: AssertionVerifier,
+    /// `TASK_SERVICE_LISTEN`: where `main` binds. [`crate::run`] takes an already bound listener.
+    pub listen: SocketAddr,
+    /// `RUST_LOG` and `LOG_FORMAT`.
+    pub log: LogSettings,
+}
+
+impl Config {
+    /// Reads and checks every variable; the error names the first bad one.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let database_url = env
+            .get(DATABASE_URL_VAR)?
+            .unwrap_or(DEFAULT_DATABASE_URL)
+            .to_owned();
+        DatabaseOptions::parse(&database_url)?;
+        let default_listen: SocketAddr = DEFAULT_LISTEN
+            .parse()
+            .map_err(|err| ConfigError::new(LISTEN_VAR, err))?;
+        Ok(Self {
+            database_url,
+            verifier: common::config::assertion_verifier(env)?,
+            listen: env.parse_or(LISTEN_VAR, default_listen)?,
+            log: LogSettings::from_env(env)?,
+        })
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("database_url", &redact_password(&self.database_url))
+            .field("verifier", &self.verifier)
+            .field("listen", &self.listen)
+            .field("log", &self.log)
+            .finish()
+    }
+}
+
+/// `scheme://user:password@host/…` with the password replaced by `***`.
+fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    let Some((user, _password)) = userinfo.split_once(':') else {
+        return url.to_owned();
+    };
+    format!("{scheme}://{user}:***@{host}{path}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: (&str, &str) = ("GATEWAY_SIGNING_SECRET", "0123456789abcdef0123456789abcdef");
+
+    #[test]
+    fn defaults_need_only_the_secret() {
+        let config = Config::from_env(&Env::from_pairs([SECRET])).expect("defaults");
+        assert_eq!(config.database_url, DEFAULT_DATABASE_URL);
+        assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
+    }
+
+    #[test]
+    fn postgres_urls_are_accepted() {
+        for url in [
+            "postgres://postgres@127.0.0.1:5432/tasks",
+            "postgresql://u:p@db.example.com/tasks?sslmode=require",
+        ] {
+            let env = Env::from_pairs([SECRET, (DATABASE_URL_VAR, url)]);
+            assert!(Config::from_env(&env).is_ok(), "{url}");
+        }
+    }
+
+    #[test]
+    fn bad_database_urls_name_the_variable() {
+        for url in [
+            "mysql://localhost/tasks",
+            "tasks.db",
+            "postgres://u@host:notaport/tasks",
+            "postgres://u@host/tasks?sslmode=sometimes",
+        ] {
+            let env = Env::from_pairs([SECRET, (DATABASE_URL_VAR, url)]);
+            let err = Config::from_env(&env).expect_err(url);
+            assert_eq!(err.variable, DATABASE_URL_VAR, "{url}");
+        }
+    }
+
+    #[test]
+    fn bad_listen_address_names_the_variable() {
+        let env = Env::from_pairs([SECRET, (LISTEN_VAR, "localhost")]);
+        let err = Config::from_env(&env).expect_err("not a socket address");
+        assert_eq!(err.variable, LISTEN_VAR);
+    }
+
+    #[test]
+    fn debug_hides_the_database_password() {
+        let env = Env::from_pairs([
+            SECRET,
+            (
+                DATABASE_URL_VAR,
+                "postgres://app:hunter2@db:5432/tasks?sslmode=require",
+            ),
+        ]);
+        let shown = format!("{:?}", Config::from_env(&env).expect("valid"));
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains(SECRET.1), "{shown}");
+        assert!(
+            shown.contains("postgres://app:***@db:5432/tasks?sslmode=require"),
+            "{shown}"
+        );
+        assert_eq!(
+            redact_password("sqlite://data/tasks.db"),
+            "sqlite://data/tasks.db"
+        );
+    }
+}

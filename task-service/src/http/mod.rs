@@ -1,0 +1,168 @@
+//! The HTTP surface: the router, its shared state, the fallbacks that keep every reply JSON, and
+//! the middleware that gives each request an id, a metrics sample and an access-log line.
+
+mod extract;
+mod health;
+mod tasks;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, header};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::get;
+use common::assertion::AssertionVerifier;
+use common::error::JSON_CONTENT_TYPE;
+use common::headers::REQUEST_ID;
+use tracing::Instrument;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::openapi::ApiDoc;
+use crate::store::Store;
+
+/// Request bodies above this size get a 413: a task is at most a few kilobytes.
+const BODY_LIMIT_BYTES: usize = 64 * 1024;
+/// A client-sent request id longer than this is replaced rather than logged.
+const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// What every handler can reach; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    store: Store,
+    verifier: Arc<AssertionVerifier>,
+    metrics: Metrics,
+}
+
+impl AppState {
+    /// Bundles the parts the handlers share.
+    pub fn new(store: Store, verifier: AssertionVerifier, metrics: Metrics) -> Self {
+        Self {
+            store,
+            verifier: Arc::new(verifier),
+            metrics,
+        }
+    }
+
+    /// The database.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Checks gateway assertions.
+    pub fn verifier(&self) -> &AssertionVerifier {
+        &self.verifier
+    }
+
+    /// This instance's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+}
+
+/// The whole service: the task API (documented at `/openapi.json`), health and metrics.
+pub fn router(state: AppState) -> Result<Router, serde_json::Error> {
+    let (api, document) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(tasks::router())
+        .split_for_parts();
+    // Rendered once: the document never changes while the process runs.
+    let document = Bytes::from(document.to_json()?);
+    let router = api
+        .merge(health::router())
+        .route(
+            "/openapi.json",
+            get(move || async move { ([(header::CONTENT_TYPE, JSON_CONTENT_TYPE)], document) }),
+        )
+        .fallback(|| async { ApiError::RouteNotFound })
+        // Applies to the routes registered above, so it must come after them.
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state);
+    Ok(router)
+}
+
+/// Gives the request an id (the gateway's, or a new one), runs it inside a span carrying that
+/// id, then records its metrics, writes one access-log line and returns the id to the client.
+///
+/// Added with `Router::layer`, so it runs after routing: the matched route template is known,
+/// and the metrics are labelled by it rather than by the concrete path (which holds a user id).
+async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let request_id = request_id(request.headers());
+    let method = method_label(request.method());
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_owned();
+    let path = request.uri().path().to_owned();
+    let span = tracing::info_span!("request", request_id = %request_id);
+    let mut response = next.run(request).instrument(span.clone()).await;
+
+    let elapsed = started.elapsed();
+    let status = response.status();
+    let metrics = state.metrics();
+    metrics
+        .http_requests
+        .with_label_values(&[route.as_str(), method, status.as_str()])
+        .inc();
+    metrics
+        .http_duration
+        .with_label_values(&[route.as_str(), method])
+        .observe(elapsed.as_secs_f64());
+    span.in_scope(|| {
+        tracing::info!(
+            target: "access",
+            method,
+            route,
+            path,
+            status = status.as_u16(),
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            "request"
+        );
+    });
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    response
+}
+
+/// The gateway's request id when it is a sane token, else a fresh UUID.
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get(REQUEST_ID)
+        .and_then(|value| value.to_str().ok())
+        .filter(|id| {
+            !id.is_empty()
+                && id.len() <= MAX_REQUEST_ID_LEN
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        })
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
+}
+
+/// The method as a metric label; anything unusual is folded into `OTHER` so that clients
+/// cannot create label values at will.
+fn method_label(method: &Method) -> &'static str {
+    static KNOWN: [Method; 7] = [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+        Method::HEAD,
+        Method::OPTIONS,
+    ];
+    KNOWN
+        .iter()
+        .find(|known| *known == method)
+        .map_or("OTHER", Method::as_str)
+}

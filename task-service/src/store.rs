@@ -1,0 +1,222 @@
+//! Where the tasks live: a SQLite file or a PostgreSQL server, chosen by `DATABASE_URL`.
+//!
+//! This module is the one place where the two backends differ: how a URL is parsed, how the pool
+//! is tuned, which migrations run. Queries are written once, next to the handlers that run them,
+//! and [`run_query!`] runs the same query text on whichever pool the store holds. That works
+//! because both backends accept the same SQL: `$1`-style placeholders (SQLite reads `$NNN` as
+//! parameter NNN), `returning`, `lower`, `like … escape`, and the schema in each backend's
+//! migrations stores values that sort alike (see the migrations' comments).
+
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use common::config::ConfigError;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{ConnectOptions, Connection};
+
+use crate::Error;
+use crate::metrics::Metrics;
+
+/// The variable naming the database.
+pub const DATABASE_URL_VAR: &str = "DATABASE_URL";
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// How long a request may wait for a pooled connection before it gets a 503. Short, so that a
+/// database outage shows up as quick errors rather than piled-up requests.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a SQLite writer waits for another writer to finish before failing.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// SQLite serialises writers anyway; a few connections let reads proceed beside a write (WAL).
+const SQLITE_MAX_CONNECTIONS: u32 = 8;
+/// Per replica. PostgreSQL allows 100 connections by default, so this leaves room for several
+/// replicas plus migrations and administration.
+const POSTGRES_MAX_CONNECTIONS: u32 = 10;
+
+/// A parsed `DATABASE_URL`.
+#[derive(Debug, Clone)]
+pub enum DatabaseOptions {
+    /// `sqlite:path` or `sqlite://path`, relative to the working directory.
+    Sqlite(SqliteConnectOptions),
+    /// `postgres://…` or `postgresql://…`; `sslmode=require` turns TLS on.
+    Postgres(PgConnectOptions),
+}
+
+impl DatabaseOptions {
+    /// Parses a database URL; the error names `DATABASE_URL`.
+    pub fn parse(url: &str) -> Result<Self, ConfigError> {
+        let parsed = if url.starts_with("sqlite:") {
+            SqliteConnectOptions::from_str(url).map(Self::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            PgConnectOptions::from_str(url).map(Self::Postgres)
+        } else {
+            return Err(ConfigError::new(
+                DATABASE_URL_VAR,
+                "expected a URL starting with sqlite:, postgres:// or postgresql://",
+            ));
+        };
+        // The parser's messages describe the fault without repeating the URL, which may hold a
+        // password.
+        parsed.map_err(|err| ConfigError::new(DATABASE_URL_VAR, format!("cannot parse: {err}")))
+    }
+}
+
+/// A connection pool on one of the two backends. Match on it through [`run_query!`].
+#[derive(Debug, Clone)]
+pub enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// The database, with the metrics its operations report to.
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool,
+    metrics: Metrics,
+}
+
+/// Runs one database operation on the store's pool, whichever backend it is, and records its
+/// duration (and failure) under `operation`.
+///
+/// `$body` is written once and compiled once per backend, with `$pool` bound to a `&SqlitePool`
+/// or a `&PgPool`; both arms must produce the same `Result<_, sqlx::Error>`.
+macro_rules! run_query {
+    ($store:expr, $operation:literal, |$pool:ident| $body:expr) => {{
+        let store: &$crate::store::Store = $store;
+        let started = ::std::time::Instant::now();
+        let result = match store.pool() {
+            $crate::store::Pool::Sqlite($pool) => $body,
+            $crate::store::Pool::Postgres($pool) => $body,
+        };
+        store.observe($operation, started, result.is_ok());
+        result
+    }};
+}
+pub(crate) use run_query;
+
+impl Store {
+    /// Opens the database (creating a SQLite file and its directory when missing) and applies
+    /// the migrations. Several replicas may start at once: sqlx takes an advisory lock on
+    /// PostgreSQL while it migrates.
+    pub async fn open(options: DatabaseOptions, metrics: Metrics) -> Result<Self, Error> {
+        let pool = match options {
+            DatabaseOptions::Sqlite(options) => {
+                create_parent_dir(options.get_filename())?;
+                let options = options
+                    .create_if_missing(true)
+                    // WAL lets readers proceed while one writer writes; NORMAL sync is safe
+                    // with WAL (a power cut may lose the last commits, never corrupt the file).
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .busy_timeout(SQLITE_BUSY_TIMEOUT);
+                check_connection(&options).await?;
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(SQLITE_MAX_CONNECTIONS)
+                    .acquire_timeout(ACQUIRE_TIMEOUT)
+                    .connect_lazy_with(options);
+                SQLITE_MIGRATIONS.run(&pool).await?;
+                Pool::Sqlite(pool)
+            }
+            DatabaseOptions::Postgres(options) => {
+                check_connection(&options).await?;
+                let pool = PgPoolOptions::new()
+                    .max_connections(POSTGRES_MAX_CONNECTIONS)
+                    .acquire_timeout(ACQUIRE_TIMEOUT)
+                    .connect_lazy_with(options);
+                POSTGRES_MIGRATIONS.run(&pool).await?;
+                Pool::Postgres(pool)
+            }
+        };
+        Ok(Self { pool, metrics })
+    }
+
+    /// The pool, for [`run_query!`].
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Records one operation's duration and outcome.
+    pub fn observe(&self, operation: &str, started: Instant, succeeded: bool) {
+        self.metrics
+            .db_duration
+            .with_label_values(&[operation])
+            .observe(started.elapsed().as_secs_f64());
+        if !succeeded {
+            self.metrics.db_errors.inc();
+        }
+    }
+
+    /// Succeeds when the database answers a trivial query.
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        run_query!(self, "ping", |pool| sqlx::query("select 1")
+            .execute(pool)
+            .await
+            .map(|_| ()))
+    }
+
+    /// Sets the pool gauges to the pool's current state.
+    pub fn record_pool_state(&self) {
+        let (size, idle) = match &self.pool {
+            Pool::Sqlite(pool) => (pool.size(), pool.num_idle()),
+            Pool::Postgres(pool) => (pool.size(), pool.num_idle()),
+        };
+        let idle = i64::try_from(idle).unwrap_or(i64::MAX);
+        let gauge = &self.metrics.db_pool_connections;
+        gauge.with_label_values(&["idle"]).set(idle);
+        gauge
+            .with_label_values(&["in_use"])
+            .set((i64::from(size) - idle).max(0));
+    }
+
+    /// Closes every connection, waiting for those in use to be returned.
+    pub async fn close(&self) {
+        match &self.pool {
+            Pool::Sqlite(pool) => pool.close().await,
+            Pool::Postgres(pool) => pool.close().await,
+        }
+    }
+}
+
+/// Opens one connection and closes it again. A pool retries failed connections until its acquire
+/// timeout and then reports only "timed out"; one direct attempt fails at once with the cause
+/// ("connection refused", "password authentication failed", "unable to open database file").
+async fn check_connection<O>(options: &O) -> Result<(), Error>
+where
+    O: ConnectOptions,
+    O::Connection: Sized,
+{
+    let connection = options.connect().await.map_err(Error::Connect)?;
+    connection.close().await.map_err(Error::Connect)
+}
+
+/// Creates the directory a SQLite file lives in, so that the default `sqlite://data/tasks.db`
+/// works on a fresh checkout.
+fn create_parent_dir(file: &std::path::Path) -> Result<(), Error> {
+    match file.parent() {
+        // A bare file name (or an in-memory database) lives in the working directory.
+        Some(dir) if !dir.as_os_str().is_empty() => {
+            std::fs::create_dir_all(dir).map_err(|source| Error::CreateDir {
+                path: dir.display().to_string(),
+                source,
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Whether a database error means the database cannot be reached right now (503) rather than
+/// that this request went wrong (500).
+pub fn is_unavailable(err: &sqlx::Error) -> bool {
+    matches!(
+        err,
+        sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+    )
+}

@@ -1,0 +1,401 @@
+//! The test harness: a real task service on `127.0.0.1:0` with a fresh database, and a client
+//! that signs gateway assertions the way the gateway does.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use common::assertion::{AssertedRequest, SigningSecret, sign};
+use common::config::Env;
+use common::headers::{GATEWAY_ASSERTION, USER_ID};
+use reqwest::{Method, RequestBuilder, Url};
+use serde_json::Value;
+use sqlx::{Connection, PgConnection};
+use task_service::Config;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The secret the test gateway signs with (and the service verifies with).
+pub const SECRET: &str = "test-signing-secret-0123456789abcdef";
+/// Two users; the second tries to reach the first one's tasks.
+pub const ALICE: &str = "alice";
+pub const BOB: &str = "bob";
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Instantiates each test once per backend: `mod NAME { fn sqlite(); fn postgres(); }`.
+macro_rules! backend_tests {
+    ($(async fn $name:ident($app:ident: $app_type:ty) $body:block)+) => {$(
+        async fn $name($app: $app_type) $body
+
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                $crate::support::run_on($crate::support::Backend::Sqlite, super::$name).await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                $crate::support::run_on($crate::support::Backend::Postgres, super::$name).await;
+            }
+        }
+    )+};
+}
+pub(crate) use backend_tests;
+
+/// Runs `test` against a fresh app on `backend`. PostgreSQL tests pass with a note when
+/// `TEST_POSTGRES_URL` is unset, and must succeed when it is set.
+pub async fn run_on<F, Fut>(backend: Backend, test: F)
+where
+    F: FnOnce(TestApp) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    if backend == Backend::Postgres && postgres_admin_url().is_none() {
+        eprintln!("skipped: TEST_POSTGRES_URL not set");
+        return;
+    }
+    test(TestApp::spawn(backend).await).await;
+}
+
+/// The server given by `TEST_POSTGRES_URL`, on which tests create their databases.
+pub fn postgres_admin_url() -> Option<String> {
+    std::env::var("TEST_POSTGRES_URL")
+        .ok()
+        .filter(|url| !url.trim().is_empty())
+}
+
+/// A running service with its own database, dropped (best effort) with it.
+pub struct TestApp {
+    pub address: SocketAddr,
+    client: reqwest::Client,
+    secret: SigningSecret,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<Result<(), task_service::Error>>>,
+    database: Option<Database>,
+}
+
+/// What a request got back.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    /// The raw body, for byte-for-byte comparisons.
+    pub text: String,
+}
+
+impl Reply {
+    /// The body as JSON (`Null` when empty).
+    pub fn json(&self) -> Value {
+        if self.text.is_empty() {
+            return Value::Null;
+        }
+        serde_json::from_str(&self.text)
+            .unwrap_or_else(|err| panic!("body is not JSON ({err}): {}", self.text))
+    }
+
+    /// A response header as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|value| value.to_str().ok())
+    }
+
+    /// Asserts the status, showing the body when it differs.
+    #[track_caller]
+    pub fn expect_status(&self, status: u16) -> &Self {
+        assert_eq!(
+            self.status, status,
+            "unexpected status; body: {}",
+            self.text
+        );
+        self
+    }
+}
+
+enum Database {
+    /// Removed with the directory.
+    Sqlite(#[allow(dead_code)] tempfile::TempDir),
+    /// Dropped from the server when the app is.
+    Postgres { admin_url: String, name: String },
+}
+
+impl TestApp {
+    /// Starts the service on `backend` with a fresh, empty database.
+    pub async fn spawn(backend: Backend) -> Self {
+        Self::spawn_with(backend, &[]).await
+    }
+
+    /// Starts the service with extra environment variables.
+    pub async fn spawn_with(backend: Backend, extra_env: &[(&str, &str)]) -> Self {
+        common::telemetry::init_for_tests();
+        let (database_url, database) = match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("create a temporary directory");
+                // A subdirectory that does not exist yet: the service must create it.
+                let url = format!("sqlite://{}/data/tasks.db", dir.path().display());
+                (url, Database::Sqlite(dir))
+            }
+            Backend::Postgres => {
+                let admin_url = postgres_admin_url().expect("TEST_POSTGRES_URL is set");
+                let name = format!("task_test_{}", uuid::Uuid::new_v4().simple());
+                let mut admin = PgConnection::connect(&admin_url)
+                    .await
+                    .expect("connect to TEST_POSTGRES_URL");
+                sqlx::query(sqlx::AssertSqlSafe(format!("create database \"{name}\"")))
+                    .execute(&mut admin)
+                    .await
+                    .expect("create a test database");
+                let _ = admin.close().await;
+                let mut url = Url::parse(&admin_url).expect("TEST_POSTGRES_URL is a URL");
+                url.set_path(&name);
+                (url.to_string(), Database::Postgres { admin_url, name })
+            }
+        };
+        let mut env = vec![
+            ("DATABASE_URL".to_owned(), database_url),
+            ("GATEWAY_SIGNING_SECRET".to_owned(), SECRET.to_owned()),
+        ];
+        env.extend(
+            extra_env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        let config = Config::from_env(&Env::from_pairs(env)).expect("test configuration");
+
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+        let address = listener.local_addr().expect("local address");
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(task_service::run(listener, config, async {
+            let _ = stopped.await;
+        }));
+        let mut app = Self {
+            address,
+            client: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(30))
+                .build()
+                .expect("HTTP client"),
+            secret: SigningSecret::new(SECRET).expect("long enough"),
+            shutdown: Some(shutdown),
+            server: Some(server),
+            database: Some(database),
+        };
+        app.wait_until_ready().await;
+        app
+    }
+
+    /// The listener is bound before `run` starts, so requests queue until the service serves;
+    /// if `run` fails instead, its error is the panic message.
+    async fn wait_until_ready(&mut self) {
+        let ready = self.client.get(self.url("/readyz")).send();
+        let server = self.server.as_mut().expect("server running");
+        tokio::select! {
+            reply = ready => {
+                let reply = reply.expect("reach /readyz");
+                assert_eq!(reply.status(), 200, "service is not ready");
+            }
+            result = server => panic!("the service stopped while starting: {result:?}"),
+        }
+    }
+
+    /// Resolves the shutdown future and waits for `run` to return.
+    pub async fn stop(&mut self) -> Result<(), task_service::Error> {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        let server = self.server.take().expect("server running");
+        server.await.expect("server task did not panic")
+    }
+
+    /// Drops the PostgreSQL database under the running service, to simulate an outage.
+    pub async fn drop_database(&self) {
+        let Some(Database::Postgres { admin_url, name }) = &self.database else {
+            panic!("only a PostgreSQL test database can be dropped");
+        };
+        let mut admin = PgConnection::connect(admin_url)
+            .await
+            .expect("connect to TEST_POSTGRES_URL");
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "drop database \"{name}\" with (force)"
+        )))
+        .execute(&mut admin)
+        .await
+        .expect("drop the test database");
+    }
+
+    /// The URL of `path_and_query` on this app.
+    pub fn url(&self, path_and_query: &str) -> String {
+        format!("http://{}{}", self.address, path_and_query)
+    }
+
+    /// The unsigned HTTP client, for requests that carry no or hand-made identity headers.
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// A request as the gateway forwards it: `X-User-Id` and a fresh assertion for exactly this
+    /// method and target.
+    pub fn signed(&self, user: &str, method: Method, path_and_query: &str) -> RequestBuilder {
+        let assertion = self.assertion(&self.secret, now_unix(), user, &method, path_and_query);
+        self.client
+            .request(method, self.url(path_and_query))
+            .header(USER_ID, user)
+            .header(GATEWAY_ASSERTION, assertion)
+    }
+
+    /// An assertion value, signed with any secret at any time.
+    pub fn assertion(
+        &self,
+        secret: &SigningSecret,
+        unix_time: u64,
+        user: &str,
+        method: &Method,
+        path_and_query: &str,
+    ) -> String {
+        sign(
+            secret,
+            unix_time,
+            &AssertedRequest {
+                method: method.as_str(),
+                path_and_query,
+                user_id: user,
+            },
+        )
+    }
+
+    /// Sends a signed request with an optional JSON body.
+    pub async fn call(
+        &self,
+        user: &str,
+        method: Method,
+        path_and_query: &str,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut request = self.signed(user, method, path_and_query);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        send(request).await
+    }
+
+    /// Creates a task titled `title` for `user`; returns it.
+    pub async fn create_task(&self, user: &str, title: &str) -> Value {
+        self.create_task_with(user, serde_json::json!({ "title": title }))
+            .await
+    }
+
+    /// Creates a task from a full body; returns it.
+    pub async fn create_task_with(&self, user: &str, body: Value) -> Value {
+        let reply = self.post_task(user, body).await;
+        reply.expect_status(201);
+        reply.json()
+    }
+
+    /// Posts `body` to the user's collection, whatever the outcome.
+    pub async fn post_task(&self, user: &str, body: Value) -> Reply {
+        self.call(user, Method::POST, &tasks_path(user), Some(body))
+            .await
+    }
+
+    /// The user's task list (`query` like `?status=pending`, or empty): the array and
+    /// `X-Total-Count`.
+    pub async fn list(&self, user: &str, query: &str) -> (Vec<Value>, i64) {
+        let reply = self.list_reply(user, query).await;
+        reply.expect_status(200);
+        let total = reply
+            .header("x-total-count")
+            .and_then(|total| total.parse().ok())
+            .expect("X-Total-Count header");
+        match reply.json() {
+            Value::Array(tasks) => (tasks, total),
+            other => panic!("list is not an array: {other}"),
+        }
+    }
+
+    /// The raw list reply.
+    pub async fn list_reply(&self, user: &str, query: &str) -> Reply {
+        let path = format!("{}{query}", tasks_path(user));
+        self.call(user, Method::GET, &path, None).await
+    }
+
+    /// Everything the user can see, as raw JSON text: for byte-for-byte before/after checks.
+    pub async fn snapshot(&self, user: &str) -> String {
+        let reply = self
+            .list_reply(user, "?sort=created&order=asc&limit=500")
+            .await;
+        reply.expect_status(200);
+        reply.text
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(Database::Postgres { admin_url, name }) = self.database.take() {
+            // Best effort, on a thread of its own because Drop cannot await: `with (force)`
+            // closes the connections the stopping server may still hold.
+            let dropped = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .ok()?;
+                runtime.block_on(async {
+                    let mut admin = PgConnection::connect(&admin_url).await.ok()?;
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "drop database if exists \"{name}\" with (force)"
+                    )))
+                    .execute(&mut admin)
+                    .await
+                    .ok()
+                })
+            });
+            let _ = dropped.join();
+        }
+    }
+}
+
+/// `/api/{user}/tasks`.
+pub fn tasks_path(user: &str) -> String {
+    format!("/api/{user}/tasks")
+}
+
+/// `/api/{user}/tasks/{id}` for a task JSON's `id`.
+pub fn task_path(user: &str, task: &Value) -> String {
+    format!("{}/{}", tasks_path(user), task["id"])
+}
+
+/// Sends a request and reads the whole reply.
+pub async fn send(request: RequestBuilder) -> Reply {
+    let response = request.send().await.expect("request reaches the service");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let text = response.text().await.expect("read the body");
+    Reply {
+        status,
+        headers,
+        text,
+    }
+}
+
+/// The current unix time, as the gateway would sign it.
+pub fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs()
+}
+
+/// `{"detail": message}`.
+pub fn detail(message: &str) -> Value {
+    serde_json::json!({ "detail": message })
+}
+
+/// A 422 body with one issue.
+pub fn validation(loc: Value, msg: &str, kind: &str) -> Value {
+    serde_json::json!({ "detail": [{ "loc": loc, "msg": msg, "type": kind }] })
+}
