@@ -6,11 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-apt_install() {
-    local sudo=""
-    [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && sudo="sudo"
-    $sudo apt-get update -qq && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
-}
+source deploy/local/prerequisites.sh
 command -v promtool >/dev/null 2>&1 || apt_install prometheus
 command -v docker-compose >/dev/null 2>&1 || apt_install docker-compose
 command -v kubectl >/dev/null 2>&1 || apt_install kubectl

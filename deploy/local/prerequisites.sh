@@ -1,6 +1,17 @@
 # Shared by run.sh, test.sh and .ci/run: makes sure the build has what it needs on a fresh
 # machine. Sourced, not executed.
 
+# Installs Debian packages, as root or through sudo; fails when there is no apt-get.
+apt_install() {
+    command -v apt-get >/dev/null 2>&1 || return 1
+    local sudo=""
+    if [ "$(id -u)" -ne 0 ]; then
+        command -v sudo >/dev/null 2>&1 || return 1
+        sudo="sudo"
+    fi
+    $sudo apt-get update -qq && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
 # Installs cmake (pingora builds zlib-ng with it) when it is missing and the machine lets us.
 ensure_build_tools() {
     if ! command -v cargo >/dev/null 2>&1; then
@@ -11,19 +22,17 @@ ensure_build_tools() {
         return 0
     fi
     echo "cmake is missing (pingora needs it to build); installing it" >&2
-    local sudo=""
-    if [ "$(id -u)" -ne 0 ]; then
-        if command -v sudo >/dev/null 2>&1; then sudo="sudo"; fi
-    fi
-    if command -v apt-get >/dev/null 2>&1; then
-        $sudo apt-get update -qq && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake >/dev/null
-    elif command -v brew >/dev/null 2>&1; then
-        brew install cmake
-    elif command -v dnf >/dev/null 2>&1; then
-        $sudo dnf install -y cmake
-    fi
+    apt_install cmake || { command -v brew >/dev/null 2>&1 && brew install cmake; } || true
     if ! command -v cmake >/dev/null 2>&1; then
         echo "error: cmake is required to build the gateway and could not be installed; install it and retry" >&2
         return 1
     fi
+}
+
+# Installs Prometheus (the operations test scrapes both tiers with a real server) when it is
+# missing. Best effort: without it that test says it was skipped, except in CI where it fails.
+ensure_prometheus() {
+    command -v prometheus >/dev/null 2>&1 && return 0
+    echo "prometheus is missing (the operations test runs a real one); installing it" >&2
+    apt_install --no-install-recommends prometheus || echo "could not install prometheus; the operations test will be skipped" >&2
 }

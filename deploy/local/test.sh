@@ -8,6 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 source deploy/local/prerequisites.sh
 ensure_build_tools
+ensure_prometheus
 
 default_pg="postgres://postgres@127.0.0.1:5432/postgres"
 pg_url="${TEST_POSTGRES_URL:-$default_pg}"
