@@ -132,10 +132,10 @@ impl Prometheus {
         let mut lines = BufReader::new(stderr).lines();
         let address = tokio::time::timeout(PATIENCE, async {
             while let Some(line) = lines.next_line().await.expect("read prometheus log") {
-                if line.contains("msg=\"Listening on\"") {
-                    if let Some(address) = line.split("address=").nth(1) {
-                        return address.trim().to_owned();
-                    }
+                if line.contains("msg=\"Listening on\"")
+                    && let Some(address) = line.split("address=").nth(1)
+                {
+                    return address.trim().to_owned();
                 }
             }
             panic!("prometheus exited before it listened");
