@@ -210,7 +210,9 @@ fn create_parent_dir(file: &std::path::Path) -> Result<(), Error> {
 }
 
 /// Whether a database error means the database cannot be reached right now (503) rather than
-/// that this request went wrong (500).
+/// that this request went wrong (500). A protocol error means the other end broke off the
+/// conversation: a proxy in front of a managed database (Neon's, a cloud load balancer) accepts
+/// the connection and closes it at once while the database behind it is down.
 pub fn is_unavailable(err: &sqlx::Error) -> bool {
     matches!(
         err,
@@ -218,5 +220,6 @@ pub fn is_unavailable(err: &sqlx::Error) -> bool {
             | sqlx::Error::PoolClosed
             | sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
     )
 }

@@ -193,12 +193,21 @@ pub fn nullable<T>(
 }
 
 /// A JSON string of at most `max` characters (Unicode scalar values, as Python counts), at least
-/// `min` after trimming when `trim` is set; returns it trimmed or as sent.
+/// `min` after trimming when `trim` is set, and without NUL; returns it trimmed or as sent.
+///
+/// NUL is refused because neither backend can hold it: PostgreSQL `text` rejects it outright,
+/// and SQLite's `length()` and `like` stop at it, so the stored value would not be the one checked.
 pub fn string(min: usize, max: usize, trim: bool) -> impl Fn(&Value) -> Result<String, Problem> {
     move |value| {
         let Value::String(text) = value else {
             return Err(("Input should be a valid string".to_owned(), "string_type"));
         };
+        if text.contains('\0') {
+            return Err((
+                "String should not contain NUL characters".to_owned(),
+                "string_pattern_mismatch",
+            ));
+        }
         let text = if trim { text.trim() } else { text.as_str() };
         let chars = text.chars().count();
         if chars < min {

@@ -354,6 +354,9 @@ backend_tests! {
         for (body, loc, msg, kind) in [
             (json!({"title": null}), "title", "Input should be a valid string", "string_type"),
             (json!({"title": "x".repeat(201)}), "title", "String should have at most 200 characters", "string_too_long"),
+            // Neither backend stores NUL faithfully (a 500 before it was refused here).
+            (json!({"title": "\u{0}"}), "title", "String should not contain NUL characters", "string_pattern_mismatch"),
+            (json!({"description": "a\u{0}b"}), "description", "String should not contain NUL characters", "string_pattern_mismatch"),
             (json!({"completed": "yes"}), "completed", "Input should be a valid boolean", "bool_type"),
             (json!({"priority": null}), "priority", "Input should be 'low', 'medium' or 'high'", "enum"),
             (json!({"due_date": 1_700_000_000}), "due_date", "Input should be a valid datetime", "datetime_type"),
