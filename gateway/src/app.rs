@@ -24,8 +24,10 @@ use tokio::sync::watch;
 use crate::admin::{AdminApp, Readiness};
 use crate::config::Config;
 use crate::cors::CorsPolicy;
+use crate::drain::Draining;
 use crate::metrics::Metrics;
 use crate::proxy::GatewayProxy;
+use crate::rate_limit::UserRateLimit;
 use crate::token::Verifier;
 use crate::token::cache::TokenCache;
 use crate::token::jwks::{JwksRefresher, JwksStore};
@@ -99,6 +101,7 @@ impl Gateway {
             cors: CorsPolicy::new(&config.cors_allowed_origins),
             signing_secret: config.signing_secret.clone(),
             metrics: Arc::clone(&metrics),
+            rate_limit: UserRateLimit::new(config.rate_limit_per_user_per_second),
         };
         let admin = AdminApp {
             readiness: Readiness {
@@ -141,10 +144,13 @@ impl Gateway {
         let mut server = Server::new_with_opt_and_conf(options, server_conf);
         server.bootstrap();
 
-        let mut proxy = pingora::proxy::http_proxy_service_with_name(
-            &server.configuration,
-            self.proxy,
-            "gateway",
+        // The proxy's keep-alive connections get a drain window before shutdown closes them.
+        let mut proxy = Service::new(
+            "gateway".to_owned(),
+            Draining::new(pingora::proxy::http_proxy(
+                &server.configuration,
+                self.proxy,
+            )),
         );
         proxy.add_tcp(&config.listen.to_string());
         let mut admin = Service::new("gateway admin".to_owned(), self.admin);

@@ -1,5 +1,6 @@
 //! The access decision over a request head, in the contract's order: canonical path (400), route
-//! (404/405), bearer token (401), then the path's `{user_id}` against the token's subject (403).
+//! (404/405), bearer token (401), the per-user rate limit (429, see [`crate::rate_limit`]), then
+//! the path's `{user_id}` against the token's subject (403).
 //!
 //! Each refusal is a [`Denial`], which knows its status, its JSON body, its metrics label and
 //! the `WWW-Authenticate` challenge that goes with it.
@@ -37,6 +38,8 @@ pub enum Denial {
     UserMismatch,
     /// 403: a CORS preflight from an origin that is not allowed.
     OriginNotAllowed,
+    /// 429: the verified user is over the per-user rate limit.
+    RateLimited,
 }
 
 impl Denial {
@@ -59,6 +62,7 @@ impl Denial {
             Self::Token(TokenError::MissingSubject) => "missing_subject",
             Self::UserMismatch => "user_mismatch",
             Self::OriginNotAllowed => "origin_not_allowed",
+            Self::RateLimited => "rate_limited",
         }
     }
 
@@ -73,6 +77,7 @@ impl Denial {
             | Self::MalformedAuthorization
             | Self::Token(_) => StatusCode::UNAUTHORIZED,
             Self::UserMismatch | Self::OriginNotAllowed => StatusCode::FORBIDDEN,
+            Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -89,6 +94,7 @@ impl Denial {
             }
             Self::UserMismatch => "Not authorized to access this user's tasks",
             Self::OriginNotAllowed => "Origin not allowed",
+            Self::RateLimited => "Too many requests",
         };
         ErrorResponse::new(self.status(), detail)
     }
@@ -101,6 +107,14 @@ impl Denial {
             Self::TokenTooLarge | Self::MalformedAuthorization | Self::Token(_) => {
                 Some("Bearer error=\"invalid_token\"")
             }
+            _ => None,
+        }
+    }
+
+    /// The `Retry-After` header of a 429, in seconds.
+    pub fn retry_after(&self) -> Option<String> {
+        match self {
+            Self::RateLimited => Some(crate::rate_limit::RETRY_AFTER_SECONDS.to_string()),
             _ => None,
         }
     }
@@ -169,17 +183,14 @@ pub fn bind(route: &Route<'_>, principal: &Principal) -> Result<(), Denial> {
     }
 }
 
-/// The token decision for a routed request: a verified principal whose subject is the path's
-/// user, or the denial.
-pub async fn authorize(
+/// The verified principal of a request's bearer token, or the denial. The caller then applies
+/// the rate limit and [`bind`]s the principal to the route.
+pub async fn authenticate(
     request: &RequestHeader,
-    route: &Route<'_>,
     verifier: &Verifier,
 ) -> Result<Arc<Principal>, Denial> {
     let token = bearer_token(request)?;
-    let principal = verifier.verify(token).await.map_err(Denial::Token)?;
-    bind(route, &principal)?;
-    Ok(principal)
+    verifier.verify(token).await.map_err(Denial::Token)
 }
 
 #[cfg(test)]
@@ -265,6 +276,9 @@ mod tests {
         );
         assert_eq!(Denial::UserMismatch.status(), StatusCode::FORBIDDEN);
         assert_eq!(Denial::UserMismatch.www_authenticate(), None);
+        assert_eq!(Denial::RateLimited.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(Denial::RateLimited.retry_after().as_deref(), Some("1"));
+        assert_eq!(Denial::MissingToken.retry_after(), None);
         assert_eq!(
             Denial::MissingToken.response().body(),
             br#"{"detail":"Not authenticated"}"#

@@ -32,6 +32,9 @@ pub struct Config {
     pub signing_secret: SigningSecret,
     /// Where a graceful upgrade hands over the listening sockets (`GATEWAY_UPGRADE_SOCK`).
     pub upgrade_sock: String,
+    /// Requests each verified user may make per second (`RATE_LIMIT_PER_USER_PER_SECOND`);
+    /// 0, the default, turns the limit off.
+    pub rate_limit_per_user_per_second: u64,
 }
 
 /// The two token sources and the claim checks shared by both.
@@ -147,6 +150,12 @@ impl Config {
                 .get("GATEWAY_UPGRADE_SOCK")?
                 .unwrap_or("/tmp/gateway_upgrade.sock")
                 .to_owned(),
+            rate_limit_per_user_per_second: bounded(
+                env,
+                "RATE_LIMIT_PER_USER_PER_SECOND",
+                0,
+                0..=1_000_000,
+            )?,
         })
     }
 }
@@ -401,6 +410,7 @@ mod tests {
             }]
         );
         assert!(config.tokens.jwks.is_none());
+        assert_eq!(config.rate_limit_per_user_per_second, 0, "off by default");
         let hmac = config.tokens.hmac.expect("hmac configured");
         assert_eq!(hmac.issuer, None);
         assert!(!format!("{hmac:?}").contains(HMAC));
@@ -429,6 +439,8 @@ mod tests {
             ("JWT_LEEWAY_SECONDS", "-1"),
             ("GATEWAY_LISTEN", "8080"),
             ("UPSTREAM_READ_TIMEOUT_MS", "0"),
+            ("RATE_LIMIT_PER_USER_PER_SECOND", "-5"),
+            ("RATE_LIMIT_PER_USER_PER_SECOND", "many"),
         ] {
             assert_eq!(
                 error_variable(&[("BETTER_AUTH_SECRET", HMAC), (variable, value)]),

@@ -8,6 +8,7 @@
 //! - [`path`]: the canonical path check and the six API routes.
 //! - [`token`]: token verification, the JWKS store and the verified-token cache.
 //! - [`authorize`]: the access decision and its [`authorize::Denial`]s.
+//! - [`rate_limit`]: the per-user request budget, keyed by the verified subject.
 //! - [`cors`], [`request_id`]: browser access and per-request ids.
 //! - [`proxy`]: the `ProxyHttp` implementation.
 //! - [`upstream`]: task-service replicas, health checks and load balancing.
@@ -21,10 +22,12 @@ pub mod app;
 pub mod authorize;
 pub mod config;
 pub mod cors;
+pub mod drain;
 pub mod metrics;
 pub mod mint;
 pub mod path;
 pub mod proxy;
+pub mod rate_limit;
 pub mod request_id;
 pub mod token;
 pub mod upstream;

@@ -4,8 +4,10 @@
 //! target as it came off the wire). Pingora does not normalise paths, and the task service's router
 //! decodes percent-escapes, so any target the two could read differently is refused with 400
 //! before authorization: `.`/`..` segments, empty segments, percent-encoded `/` `\` `.` or control
-//! bytes, `;` parameters, raw `\`, control or non-ASCII bytes, and a `{user_id}` that one round
-//! of percent-decoding would change.
+//! bytes, `;` parameters, raw `\`, `#`, control or non-ASCII bytes, and a `{user_id}` that one
+//! round of percent-decoding would change. (A `#` never belongs in a request target (RFC 9112
+//! §3.2), and a URI parser cuts the target there. Pingora already drops a fragment before the
+//! gateway sees the target; refusing it here keeps this check sound on its own.)
 //!
 //! An absolute-form target (`GET http://host/api/...`, which RFC 9112 obliges a server to accept)
 //! is checked on its path and query, and is forwarded in origin-form: the task service receives,
@@ -18,7 +20,7 @@ use http::Method;
 pub enum PathError {
     /// Not origin-form or absolute-form `http(s)://authority/path`.
     UnsupportedTargetForm,
-    /// A raw byte that must never appear: control, non-ASCII, or `\`.
+    /// A raw byte that must never appear: control, non-ASCII, `\` or `#`.
     ForbiddenByte,
     /// `%` not followed by two hex digits.
     BadPercentEncoding,
@@ -56,11 +58,12 @@ impl<'a> Target<'a> {
 
 /// Checks a raw request target and returns the origin-form bytes to forward.
 pub fn check_target(raw: &[u8]) -> Result<Target<'_>, PathError> {
-    // Anything outside printable ASCII, and a backslash anywhere, is refused before parsing: the
-    // task service's parser and ours must never disagree on where a segment ends.
+    // Anything outside printable ASCII, and a backslash or a fragment mark anywhere, is refused
+    // before parsing: the task service's parser and ours must never disagree on where a segment
+    // or the target ends.
     if raw
         .iter()
-        .any(|&byte| !(0x21..0x7f).contains(&byte) || byte == b'\\')
+        .any(|&byte| !(0x21..0x7f).contains(&byte) || matches!(byte, b'\\' | b'#'))
     {
         return Err(PathError::ForbiddenByte);
     }
@@ -277,6 +280,8 @@ mod tests {
             (b"/api/al\xc3\xa9/tasks", ForbiddenByte),
             (b"/api/alice/tasks?q=\xff", ForbiddenByte),
             (b"/api/alice tasks", ForbiddenByte),
+            (b"/api/alice/tasks/1#/../../bob", ForbiddenByte),
+            (b"/api/alice/tasks?q=#x", ForbiddenByte),
             (b"*", UnsupportedTargetForm),
             (b"api/alice/tasks", UnsupportedTargetForm),
             (b"example.com:443", UnsupportedTargetForm),

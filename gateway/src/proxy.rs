@@ -1,10 +1,12 @@
 //! The gateway's `ProxyHttp` implementation: one phase per concern.
 //!
-//! - `request_filter`: CORS preflight, the canonical path and route, the token and the user
-//!   binding; refusals are answered here as JSON, with CORS headers for an allowed origin.
+//! - `request_filter`: drops any protocol upgrade, then CORS preflight, the canonical path and
+//!   route, the token, the per-user rate limit and the user binding; refusals are answered here
+//!   as JSON, with CORS headers for an allowed origin.
 //! - `upstream_peer`: a healthy task-service replica, or a JSON 503.
-//! - `upstream_request_filter`: strips every client-sent identity header and the credentials,
-//!   then sets the verified identity, the request id and the signed assertion. It runs after
+//! - `upstream_request_filter`: strips every client-sent identity header, the credentials and
+//!   the method/URL override headers, then sets the verified identity, the request id and the
+//!   signed assertion. It runs after
 //!   pingora's hop-by-hop sanitiser, so a `Connection: x-user-id` from the client can only remove
 //!   the client's own header, never the one set here.
 //! - `response_filter`: CORS headers and the request id on proxied replies.
@@ -32,6 +34,7 @@ use crate::authorize::{self, Denial};
 use crate::cors::{self, CorsPolicy};
 use crate::metrics::Metrics;
 use crate::path::RouteName;
+use crate::rate_limit::UserRateLimit;
 use crate::request_id::request_id;
 use crate::token::{Principal, Verifier, now_unix};
 use crate::upstream::Upstreams;
@@ -43,7 +46,28 @@ pub struct GatewayProxy {
     pub(crate) cors: CorsPolicy,
     pub(crate) signing_secret: SigningSecret,
     pub(crate) metrics: Arc<Metrics>,
+    /// The per-user limit, when `RATE_LIMIT_PER_USER_PER_SECOND` is set.
+    pub(crate) rate_limit: Option<UserRateLimit>,
 }
+
+/// Headers with which some frameworks and proxies let a client replace the method or the URL
+/// that was routed (`X-HTTP-Method-Override: DELETE` on a POST, `X-Original-URL: /admin`). The
+/// gateway authorized the method and target on the request line, so these never reach the task
+/// service: should it ever sit behind such a framework, it could not be steered past that
+/// decision.
+pub const OVERRIDE_HEADERS: &[&str] = &[
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-original-method",
+    "x-original-url",
+    "x-original-uri",
+    "x-rewrite-url",
+    "x-forwarded-uri",
+    "x-forwarded-path",
+    "x-forwarded-prefix",
+    "x-envoy-original-path",
+];
 
 /// What one request has learned so far.
 pub struct RequestCtx {
@@ -92,9 +116,17 @@ impl GatewayProxy {
             authorize::resolve(&request.method, request.raw_path()).map_err(EarlyReply::Denied)?;
         ctx.route = Some(route.name);
         ctx.forwarded_target = target.origin_form.to_owned();
-        let principal = authorize::authorize(request, &route, &self.verifier)
+        let principal = authorize::authenticate(request, &self.verifier)
             .await
             .map_err(EarlyReply::Denied)?;
+        // Counted before the user binding, so every request a user authenticates counts against
+        // their own budget, whichever path it names.
+        if let Some(limit) = &self.rate_limit
+            && !limit.admit(&principal)
+        {
+            return Err(EarlyReply::Denied(Denial::RateLimited));
+        }
+        authorize::bind(&route, &principal).map_err(EarlyReply::Denied)?;
         ctx.principal = Some(principal);
         Ok(())
     }
@@ -155,6 +187,9 @@ impl GatewayProxy {
         }
         if let Some(allow) = denial.allow() {
             extra.push((header::ALLOW, allow));
+        }
+        if let Some(seconds) = denial.retry_after() {
+            extra.push((header::RETRY_AFTER, seconds));
         }
         // Close rather than drain the body of a request that is not going anywhere.
         session.set_keepalive(None);
@@ -251,6 +286,13 @@ impl ProxyHttp for GatewayProxy {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<bool> {
+        // The API has no protocol upgrades. Forwarding an `Upgrade` would let a replica that
+        // answers 101 (an h2c-capable server, a websocket route added later) turn this
+        // connection into a raw tunnel past every check here. Without the header pingora treats
+        // the request as plain HTTP (no tunnel), and `upstream_response_filter` refuses a 101.
+        // Clients that offer an upgrade (curl's h2c) get an ordinary HTTP/1.1 answer, as
+        // RFC 9110 §7.8 allows.
+        session.req_header_mut().remove_header(&header::UPGRADE);
         ctx.request_id = request_id(session.req_header());
         ctx.origin = self.cors.allowed_origin(session.req_header());
         match self.decide(session.req_header(), ctx).await {
@@ -308,7 +350,7 @@ impl ProxyHttp for GatewayProxy {
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
-        for name in CLIENT_IDENTITY_HEADERS {
+        for name in CLIENT_IDENTITY_HEADERS.iter().chain(OVERRIDE_HEADERS) {
             upstream_request.remove_header(*name);
         }
         // The bearer token and any browser cookie are credentials the task service never needs.
@@ -345,9 +387,19 @@ impl ProxyHttp for GatewayProxy {
     async fn upstream_response_filter(
         &self,
         _session: &mut Session,
-        _upstream_response: &mut ResponseHeader,
+        upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
+        // No request is forwarded with an `Upgrade` (see `request_filter`), so a 101 is a replica
+        // misbehaving: relaying it would tell the client a tunnel is open. A JSON 502 instead.
+        if upstream_response.status == StatusCode::SWITCHING_PROTOCOLS {
+            let mut error = Error::explain(
+                ErrorType::InvalidHTTPHeader,
+                "the task service switched protocols unasked",
+            );
+            error.as_up();
+            return Err(error);
+        }
         if let Some(started) = ctx.upstream_started {
             self.metrics
                 .upstream_duration

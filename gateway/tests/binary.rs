@@ -2,19 +2,16 @@
 
 mod support;
 
-use std::net::{SocketAddr, TcpListener as StdListener};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::Value;
 use support::*;
 
-const BINARY: &str = env!("CARGO_BIN_EXE_gateway");
-
 fn run(args: &[&str], vars: &[(&str, &str)]) -> Output {
-    Command::new(BINARY)
+    Command::new(GATEWAY_BINARY)
         .args(args)
         .env_clear()
         .envs(vars.iter().copied())
@@ -110,76 +107,6 @@ fn mint_token_prints_an_hs256_token() {
     assert!(String::from_utf8_lossy(&without_secret.stderr).contains("BETTER_AUTH_SECRET"));
 }
 
-/// A port that was free a moment ago (the binary binds by address, not by listener).
-fn free_port() -> SocketAddr {
-    StdListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-}
-
-struct Served {
-    child: Child,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(vars: &[(String, String)], upgrade: bool) -> Served {
-    let mut command = Command::new(BINARY);
-    if upgrade {
-        command.arg("--upgrade");
-    }
-    let child = command
-        .env_clear()
-        .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the binary starts");
-    Served { child }
-}
-
-fn signal(child: &Child, name: &str) {
-    let status = Command::new("kill")
-        .args([&format!("-{name}"), &child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(status.success());
-}
-
-async fn wait_exit(served: &mut Served, limit: Duration) -> Duration {
-    let started = Instant::now();
-    loop {
-        if served.child.try_wait().expect("wait").is_some() {
-            return started.elapsed();
-        }
-        assert!(started.elapsed() < limit, "still running after {limit:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn server_vars(
-    upstream: &EchoUpstream,
-    sock: &std::path::Path,
-) -> (Vec<(String, String)>, SocketAddr, SocketAddr) {
-    let (listen, admin) = (free_port(), free_port());
-    let mut vars = shared_secret_vars(&upstream.url());
-    vars.extend([
-        ("GATEWAY_LISTEN".to_owned(), listen.to_string()),
-        ("GATEWAY_ADMIN_LISTEN".to_owned(), admin.to_string()),
-        (
-            "GATEWAY_UPGRADE_SOCK".to_owned(),
-            sock.display().to_string(),
-        ),
-        ("RUST_LOG".to_owned(), "warn".to_owned()),
-    ]);
-    (vars, listen, admin)
-}
-
 async fn status_of(client: &reqwest::Client, url: &str, token: &str) -> u16 {
     match client.get(url).bearer_auth(token).send().await {
         Ok(response) => response.status().as_u16(),
@@ -191,7 +118,7 @@ async fn status_of(client: &reqwest::Client, url: &str, token: &str) -> u16 {
 async fn sigterm_stops_the_server_within_seconds() {
     let upstream = EchoUpstream::start().await;
     let dir = tempfile::tempdir().expect("temp dir");
-    let (vars, listen, admin) = server_vars(&upstream, &dir.path().join("upgrade.sock"));
+    let (vars, listen, admin) = binary_vars(&upstream, &dir.path().join("upgrade.sock"));
     let mut served = serve(&vars, false);
     let client = reqwest::Client::new();
     let token = hs256(&claims_for("alice"));
@@ -211,7 +138,7 @@ async fn graceful_upgrade_hands_over_the_listening_socket() {
     let upstream = EchoUpstream::start().await;
     let dir = tempfile::tempdir().expect("temp dir");
     let sock = dir.path().join("upgrade.sock");
-    let (vars, listen, _admin) = server_vars(&upstream, &sock);
+    let (vars, listen, _admin) = binary_vars(&upstream, &sock);
     let mut old = serve(&vars, false);
     let client = reqwest::Client::new();
     let token = hs256(&claims_for("alice"));

@@ -4,80 +4,14 @@
 
 mod support;
 
-use std::net::SocketAddr;
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::config::Env;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use support::*;
-use tokio::net::TcpListener;
-
-/// The real task service on a SQLite file.
-struct TaskService {
-    addr: SocketAddr,
-    running: Running,
-}
-
-impl TaskService {
-    async fn start(data: &Path) -> Self {
-        Self::start_on("127.0.0.1:0".parse().expect("address"), data).await
-    }
-
-    async fn start_on(addr: SocketAddr, data: &Path) -> Self {
-        let env = Env::from_pairs([
-            ("GATEWAY_SIGNING_SECRET", SIGNING_SECRET.to_owned()),
-            (
-                "DATABASE_URL",
-                format!("sqlite://{}", data.join("tasks.db").display()),
-            ),
-        ]);
-        let config = task_service::Config::from_env(&env).expect("task-service configuration");
-        let listener = TcpListener::bind(addr).await.expect("bind task service");
-        let addr = listener.local_addr().expect("local address");
-        let running = Running::spawn(|shutdown| async move {
-            if let Err(err) = task_service::run(listener, config, shutdown).await {
-                panic!("task service failed: {err}");
-            }
-        });
-        Self { addr, running }
-    }
-
-    async fn stop(self) {
-        self.running.stop().await;
-    }
-}
-
-/// A user of the system: a path user id and a bearer token, with helpers that read like the API.
-struct User<'a> {
-    gateway: &'a TestGateway,
-    id: String,
-    token: String,
-}
 
 impl User<'_> {
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> reqwest::Response {
-        let mut request = self
-            .gateway
-            .client
-            .request(
-                method,
-                self.gateway.url(&format!("/api/{}/tasks{path}", self.id)),
-            )
-            .bearer_auth(&self.token);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        request.send().await.expect("gateway reachable")
-    }
-
     /// Runs all six endpoints and checks each reply.
     async fn exercise_every_endpoint(&self) {
         use reqwest::Method;

@@ -1,7 +1,10 @@
-//! Operations: a real Prometheus server, run with the project's own scrape configuration
-//! (`deploy/prometheus/prometheus.yml`) and alert rules, scrapes both running tiers; its HTTP API
-//! must report both targets up, the key series with their expected labels, the alert rules loaded,
-//! and every expression of the Grafana dashboard valid.
+//! Operations: what the people who run the system rely on.
+//!
+//! - A real Prometheus server, run with the project's own scrape configuration
+//!   (`deploy/prometheus/prometheus.yml`) and alert rules, scrapes both running tiers; its HTTP API
+//!   must report both targets up, the key series with their expected labels, the alert rules
+//!   loaded, and every expression of the Grafana dashboard valid.
+//! - A graceful upgrade of the real gateway binary under keep-alive load loses no request.
 //!
 //! Prometheus comes from the Debian `prometheus` package, which `deploy/local/test.sh` installs
 //! when it is missing. Without it the test says it was skipped, except under `CI=true`, where a
@@ -13,45 +16,10 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::config::Env;
 use serde_json::Value;
 use support::*;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::net::TcpListener;
 use tokio::process::{Child, Command};
-
-/// The real task service on a SQLite file.
-struct TaskService {
-    addr: std::net::SocketAddr,
-    running: Running,
-}
-
-impl TaskService {
-    async fn start(data: &Path) -> Self {
-        let env = Env::from_pairs([
-            ("GATEWAY_SIGNING_SECRET", SIGNING_SECRET.to_owned()),
-            (
-                "DATABASE_URL",
-                format!("sqlite://{}", data.join("tasks.db").display()),
-            ),
-        ]);
-        let config = task_service::Config::from_env(&env).expect("task-service configuration");
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind task service");
-        let addr = listener.local_addr().expect("local address");
-        let running = Running::spawn(|shutdown| async move {
-            if let Err(err) = task_service::run(listener, config, shutdown).await {
-                panic!("task service failed: {err}");
-            }
-        });
-        Self { addr, running }
-    }
-
-    async fn stop(self) {
-        self.running.stop().await;
-    }
-}
 
 /// The repository root, where `deploy/` lives.
 fn repo_root() -> PathBuf {
@@ -355,4 +323,75 @@ async fn prometheus_scrapes_both_tiers_with_the_projects_config() {
     drop(prometheus);
     drop(gateway);
     task_service.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_upgrade_under_keep_alive_load_loses_no_request() {
+    init_logs();
+    let upstream = EchoUpstream::start().await;
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let sock = dir.path().join("upgrade.sock");
+    let (vars, listen, _admin) = binary_vars(&upstream, &sock);
+    let mut old = serve(&vars, false);
+    let url = format!("http://{listen}/api/alice/tasks");
+    let token = hs256(&claims_for("alice"));
+    let probe = reqwest::Client::new();
+    eventually("the old gateway to serve", || {
+        let request = probe.get(&url).bearer_auth(&token).send();
+        async move { request.await.is_ok_and(|r| r.status() == 200) }
+    })
+    .await;
+
+    // Clients that keep one connection alive and send the next request as soon as the last one
+    // is answered: the pattern that loses a request if shutdown closes an idle keep-alive
+    // connection while the next request is already on its way.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = (0..8)
+        .map(|_| {
+            let (url, token, stop) = (url.clone(), token.clone(), stop.clone());
+            tokio::spawn(async move {
+                let client = reqwest::Client::builder()
+                    .pool_max_idle_per_host(1)
+                    .build()
+                    .expect("client");
+                let (mut ok, mut failed) = (0u32, Vec::new());
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    match client.get(&url).bearer_auth(&token).send().await {
+                        Ok(response) if response.status() == 200 => ok += 1,
+                        Ok(response) => failed.push(format!("status {}", response.status())),
+                        Err(err) => failed.push(format!("{err:?}")),
+                    }
+                }
+                (ok, failed)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let _new = serve(&vars, true);
+    eventually("the new gateway to wait for the sockets", || async {
+        sock.exists()
+    })
+    .await;
+    signal(&old.child, "QUIT");
+    wait_exit(&mut old, Duration::from_secs(15)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+
+    let (mut ok, mut failed) = (0, Vec::new());
+    for client in clients {
+        let (client_ok, client_failed) = client.await.expect("client task");
+        ok += client_ok;
+        failed.extend(client_failed);
+    }
+    eprintln!(
+        "graceful upgrade under load: {ok} requests answered, {} failed",
+        failed.len()
+    );
+    assert!(ok > 100, "too little load to mean anything: {ok}");
+    assert!(
+        failed.is_empty(),
+        "{} requests failed: {failed:?}",
+        failed.len()
+    );
 }

@@ -1,8 +1,13 @@
-//! Test support: the real gateway, an echo upstream, a Better Auth-like JWKS server and token
-//! makers, all on 127.0.0.1:0. Shared by the integration tests and the benchmarks.
+//! Test support: the real gateway, the real task service, an echo upstream, a Better Auth-like
+//! JWKS server and token makers, all on 127.0.0.1:0, plus raw-socket HTTP for the bytes a client
+//! library would normalise away. Shared by the integration tests and the benchmarks.
 #![allow(dead_code)]
 
+pub mod invariants;
+
 use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -109,6 +114,8 @@ pub struct EchoUpstream {
     pub requests: Arc<AtomicUsize>,
     /// Health checks (`GET /healthz`).
     pub health_checks: Arc<AtomicUsize>,
+    /// `METHOD target` of every request other than health checks, in arrival order.
+    pub seen: Arc<Mutex<Vec<String>>>,
     running: Running,
 }
 
@@ -149,7 +156,9 @@ impl EchoUpstream {
         let addr = listener.local_addr().expect("local address");
         let requests = Arc::new(AtomicUsize::new(0));
         let health_checks = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::new(Mutex::new(Vec::new()));
         let (api_counter, health_counter) = (Arc::clone(&requests), Arc::clone(&health_checks));
+        let log = Arc::clone(&seen);
         let app = Router::new()
             .route("/healthz", get(|| async { "ok" }))
             .fallback(echo)
@@ -158,6 +167,11 @@ impl EchoUpstream {
                     let counter = if request.uri().path() == "/healthz" {
                         Arc::clone(&health_counter)
                     } else {
+                        log.lock().expect("log lock").push(format!(
+                            "{} {}",
+                            request.method(),
+                            request.uri()
+                        ));
                         Arc::clone(&api_counter)
                     };
                     async move {
@@ -175,6 +189,7 @@ impl EchoUpstream {
             addr,
             requests,
             health_checks,
+            seen,
             running,
         }
     }
@@ -187,6 +202,24 @@ impl EchoUpstream {
     /// Stops accepting and closes every connection.
     pub async fn stop(self) {
         self.running.stop().await;
+    }
+
+    /// Requests received so far, other than health checks.
+    pub fn count(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+
+    /// `METHOD target` of each request received so far, other than health checks.
+    pub fn seen(&self) -> Vec<String> {
+        self.seen.lock().expect("log lock").clone()
+    }
+
+    /// [`Self::seen`] without the requests of [`assert_still_serving`].
+    pub fn seen_besides_canary(&self) -> Vec<String> {
+        self.seen()
+            .into_iter()
+            .filter(|request| !request.starts_with(CANARY_REQUEST))
+            .collect()
     }
 }
 
@@ -204,7 +237,12 @@ pub struct JwksServer {
 
 impl JwksServer {
     pub async fn start(keys: Vec<Value>) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind JWKS");
+        Self::start_on("127.0.0.1:0".parse().expect("address"), keys).await
+    }
+
+    /// Starts on `addr` (to bring up an endpoint the gateway was already configured with).
+    pub async fn start_on(addr: SocketAddr, keys: Vec<Value>) -> Self {
+        let listener = TcpListener::bind(addr).await.expect("bind JWKS");
         let addr = listener.local_addr().expect("local address");
         let keys = Arc::new(Mutex::new(keys));
         let fetches = Arc::new(AtomicUsize::new(0));
@@ -282,6 +320,23 @@ impl Ed25519Key {
         self.public
     }
 
+    /// The public key as SubjectPublicKeyInfo PEM and DER, the other encodings an attacker
+    /// might try as an HMAC key.
+    pub fn public_pem_and_der(&self) -> (String, Vec<u8>) {
+        use ed25519_dalek::pkcs8::EncodePublicKey;
+        let key = ed25519_dalek::VerifyingKey::from_bytes(&self.public).expect("public key");
+        let pem = key
+            .to_public_key_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+            .expect("PEM");
+        let der = key.to_public_key_der().expect("DER").as_bytes().to_vec();
+        (pem, der)
+    }
+
+    /// A token with any header JSON (odd `kid`s, `jku`, embedded `jwk`…), signed with this key.
+    pub fn sign_raw(&self, header: &Value, claims: &Value) -> String {
+        sign_raw(header, claims, &self.encoding, Algorithm::EdDSA)
+    }
+
     /// A token signed with this key: header `{"alg":"EdDSA","kid":...}`, no `typ`.
     pub fn sign(&self, claims: &Value) -> String {
         self.sign_as(&self.kid, claims)
@@ -321,6 +376,21 @@ pub fn claims_for(sub: &str) -> Value {
     json!({"sub": sub, "email": format!("{sub}@example.com"), "iat": now(), "exp": now() + 900})
 }
 
+/// `claims` with `changes` applied; a `null` change removes the claim.
+pub fn with_claims(mut claims: Value, changes: &Value) -> Value {
+    for (key, value) in changes.as_object().expect("changes are an object") {
+        if value.is_null() {
+            claims
+                .as_object_mut()
+                .expect("claims are an object")
+                .remove(key);
+        } else {
+            claims[key] = value.clone();
+        }
+    }
+    claims
+}
+
 /// Signs `claims` with `alg` (an HMAC algorithm) and `secret`.
 pub fn hmac_token(alg: Algorithm, secret: &[u8], claims: &Value) -> String {
     jsonwebtoken::encode(&Header::new(alg), claims, &EncodingKey::from_secret(secret))
@@ -330,6 +400,19 @@ pub fn hmac_token(alg: Algorithm, secret: &[u8], claims: &Value) -> String {
 /// An HS256 token with the test secret.
 pub fn hs256(claims: &Value) -> String {
     hmac_token(Algorithm::HS256, HMAC_SECRET.as_bytes(), claims)
+}
+
+/// A compact JWS with any header and claims JSON, signed with `key` under `alg` (which the header
+/// need not name: that is the point of some attacks).
+pub fn sign_raw(header: &Value, claims: &Value, key: &EncodingKey, alg: Algorithm) -> String {
+    let signing_input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let signature =
+        jsonwebtoken::crypto::sign(signing_input.as_bytes(), key, alg).expect("sign raw JWS");
+    format!("{signing_input}.{signature}")
 }
 
 /// A token with the given header and claims and an empty signature.
@@ -459,6 +542,18 @@ impl TestGateway {
             .expect("gateway reachable")
     }
 
+    /// `GET target` (sent as written, never normalised), with a bearer token when given, on a
+    /// connection of its own.
+    pub async fn raw_get(&self, target: &str, token: Option<&str>) -> RawResponse {
+        let authorization = token
+            .map(|token| format!("Authorization: Bearer {token}\r\n"))
+            .unwrap_or_default();
+        let request = format!(
+            "GET {target} HTTP/1.1\r\nHost: gateway\r\n{authorization}Connection: close\r\n\r\n"
+        );
+        self.raw(request.as_bytes()).await
+    }
+
     /// Sends raw request bytes and reads one response.
     pub async fn raw(&self, request: &[u8]) -> RawResponse {
         raw_request(self.addr, request).await
@@ -470,6 +565,286 @@ impl Drop for TestGateway {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+    }
+}
+
+/// The request line (without version) of [`assert_still_serving`].
+pub const CANARY_REQUEST: &str = "GET /api/canary/tasks";
+
+/// A request that must succeed after any attack: a fresh connection, a valid HS256 token for
+/// `canary`, 200. Every adversarial test ends with it, so an attack that wedges the gateway (a
+/// poisoned connection pool, a stuck task, a panic) fails the test that caused it.
+pub async fn assert_still_serving(gateway: &TestGateway) {
+    let token = hs256(&claims_for("canary"));
+    let request = format!(
+        "{CANARY_REQUEST} HTTP/1.1\r\nHost: gateway\r\nAuthorization: Bearer {token}\r\n\
+         Connection: close\r\n\r\n"
+    );
+    let response = gateway.raw(request.as_bytes()).await;
+    assert_eq!(
+        response.status,
+        200,
+        "the gateway stopped serving valid requests: {}",
+        String::from_utf8_lossy(&response.body)
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The real task service
+
+/// The real task service (`task_service::run`) on 127.0.0.1:0.
+pub struct TaskService {
+    pub addr: SocketAddr,
+    running: Running,
+}
+
+impl TaskService {
+    /// On a SQLite file in `data`.
+    pub async fn start(data: &Path) -> Self {
+        Self::start_on("127.0.0.1:0".parse().expect("address"), data).await
+    }
+
+    /// On a SQLite file in `data`, at `addr` (to restart a stopped service on its port).
+    pub async fn start_on(addr: SocketAddr, data: &Path) -> Self {
+        let url = format!("sqlite://{}", data.join("tasks.db").display());
+        Self::start_with_database(addr, &url).await
+    }
+
+    /// On any `DATABASE_URL`; the database must be reachable at start.
+    pub async fn start_with_database(addr: SocketAddr, database_url: &str) -> Self {
+        let env = Env::from_pairs([
+            ("GATEWAY_SIGNING_SECRET", SIGNING_SECRET),
+            ("DATABASE_URL", database_url),
+        ]);
+        let config = task_service::Config::from_env(&env).expect("task-service configuration");
+        let listener = TcpListener::bind(addr).await.expect("bind task service");
+        let addr = listener.local_addr().expect("local address");
+        let running = Running::spawn(|shutdown| async move {
+            if let Err(err) = task_service::run(listener, config, shutdown).await {
+                panic!("task service failed: {err}");
+            }
+        });
+        Self { addr, running }
+    }
+
+    /// `http://127.0.0.1:port`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops it, letting in-flight requests finish.
+    pub async fn stop(self) {
+        self.running.stop().await;
+    }
+}
+
+/// A fresh database on the PostgreSQL server at `TEST_POSTGRES_URL`, for tests that run the task
+/// service on PostgreSQL. Tests skip (with a note) when the variable is unset, as the
+/// task-service tests do.
+pub struct PostgresDatabase {
+    admin_url: String,
+    name: String,
+    /// The new database's URL.
+    pub url: reqwest::Url,
+}
+
+impl PostgresDatabase {
+    /// Creates one; `None` when `TEST_POSTGRES_URL` is unset.
+    pub async fn create() -> Option<Self> {
+        use sqlx::Connection;
+        let Some(admin_url) = std::env::var("TEST_POSTGRES_URL")
+            .ok()
+            .filter(|url| !url.trim().is_empty())
+        else {
+            eprintln!("skipped: TEST_POSTGRES_URL not set");
+            return None;
+        };
+        let name = format!("gateway_test_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = sqlx::PgConnection::connect(&admin_url)
+            .await
+            .expect("connect to TEST_POSTGRES_URL");
+        sqlx::query(sqlx::AssertSqlSafe(format!("create database \"{name}\"")))
+            .execute(&mut admin)
+            .await
+            .expect("create a test database");
+        let _ = admin.close().await;
+        let mut url = reqwest::Url::parse(&admin_url).expect("TEST_POSTGRES_URL is a URL");
+        url.set_path(&name);
+        Some(Self {
+            admin_url,
+            name,
+            url,
+        })
+    }
+
+    /// The server's address, for a forwarder in front of it.
+    pub fn server_addr(&self) -> SocketAddr {
+        self.url
+            .socket_addrs(|| Some(5432))
+            .expect("TEST_POSTGRES_URL resolves")
+            .into_iter()
+            .next()
+            .expect("an address")
+    }
+
+    /// Drops the database (the services using it should be stopped first).
+    pub async fn drop_database(self) {
+        use sqlx::Connection;
+        let mut admin = sqlx::PgConnection::connect(&self.admin_url)
+            .await
+            .expect("connect to TEST_POSTGRES_URL");
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "drop database \"{}\" with (force)",
+            self.name
+        )))
+        .execute(&mut admin)
+        .await
+        .expect("drop the test database");
+    }
+}
+
+/// A user of the system: a path user id and a bearer token, with helpers that read like the API.
+pub struct User<'a> {
+    pub gateway: &'a TestGateway,
+    pub id: String,
+    pub token: String,
+}
+
+impl<'a> User<'a> {
+    /// A user with an HS256 token for `id`.
+    pub fn new(gateway: &'a TestGateway, id: &str) -> Self {
+        Self {
+            gateway,
+            id: id.to_owned(),
+            token: hs256(&claims_for(id)),
+        }
+    }
+
+    /// `method /api/{id}/tasks{path}` with this user's token and an optional JSON body.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> reqwest::Response {
+        let mut request = self
+            .gateway
+            .client
+            .request(
+                method,
+                self.gateway.url(&format!("/api/{}/tasks{path}", self.id)),
+            )
+            .bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.expect("gateway reachable")
+    }
+
+    /// Creates a task; returns its id.
+    pub async fn create(&self, title: &str) -> i64 {
+        let response = self
+            .call(reqwest::Method::POST, "", Some(json!({ "title": title })))
+            .await;
+        assert_eq!(response.status(), 201, "create {title:?}");
+        let task: Value = response.json().await.expect("task JSON");
+        task["id"].as_i64().expect("task id")
+    }
+
+    /// Every task of this user, as the exact bytes the API returns (to compare before and after
+    /// an attack).
+    pub async fn snapshot(&self) -> String {
+        let response = self
+            .call(
+                reqwest::Method::GET,
+                "?sort=created&order=asc&limit=500",
+                None,
+            )
+            .await;
+        assert_eq!(response.status(), 200, "list");
+        response.text().await.expect("list body")
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The real binary
+
+/// The `gateway` executable Cargo built for these tests.
+pub const GATEWAY_BINARY: &str = env!("CARGO_BIN_EXE_gateway");
+
+/// A port that was free a moment ago (the binary binds by address, not by listener).
+pub fn free_port() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+}
+
+/// A running `gateway` binary, killed when dropped.
+pub struct Served {
+    pub child: Child,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the `gateway` binary with exactly `vars` in its environment.
+pub fn serve(vars: &[(String, String)], upgrade: bool) -> Served {
+    let mut command = Command::new(GATEWAY_BINARY);
+    if upgrade {
+        command.arg("--upgrade");
+    }
+    let child = command
+        .env_clear()
+        .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the binary starts");
+    Served { child }
+}
+
+/// The environment of a `gateway` binary in front of `upstream` (HS256 secret), listening on
+/// fresh ports, with its upgrade socket at `sock`; and the two addresses.
+pub fn binary_vars(
+    upstream: &EchoUpstream,
+    sock: &Path,
+) -> (Vec<(String, String)>, SocketAddr, SocketAddr) {
+    let (listen, admin) = (free_port(), free_port());
+    let mut vars = shared_secret_vars(&upstream.url());
+    vars.extend([
+        ("GATEWAY_LISTEN".to_owned(), listen.to_string()),
+        ("GATEWAY_ADMIN_LISTEN".to_owned(), admin.to_string()),
+        (
+            "GATEWAY_UPGRADE_SOCK".to_owned(),
+            sock.display().to_string(),
+        ),
+        ("RUST_LOG".to_owned(), "warn".to_owned()),
+    ]);
+    (vars, listen, admin)
+}
+
+/// Sends signal `name` (`TERM`, `QUIT`…) to `child`.
+pub fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+}
+
+/// Waits until `served` exits, failing after `limit`; how long it took.
+pub async fn wait_exit(served: &mut Served, limit: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        if served.child.try_wait().expect("wait").is_some() {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < limit, "still running after {limit:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -520,22 +895,8 @@ pub async fn raw_request(addr: SocketAddr, request: &[u8]) -> RawResponse {
             assert!(read > 0, "connection closed before a response head");
             buffer.extend_from_slice(&chunk[..read]);
         };
-        let head = String::from_utf8_lossy(&buffer[..head_end]).into_owned();
-        let mut lines = head.split("\r\n");
-        let status = lines
-            .next()
-            .and_then(|line| line.split(' ').nth(1))
-            .and_then(|code| code.parse().ok())
-            .expect("status line");
-        let headers: Vec<(String, String)> = lines
-            .filter_map(|line| line.split_once(':'))
-            .map(|(name, value)| (name.trim().to_owned(), value.trim().to_owned()))
-            .collect();
-        let length: usize = headers
-            .iter()
-            .find(|(name, _)| name.eq_ignore_ascii_case("content-length"))
-            .and_then(|(_, value)| value.parse().ok())
-            .unwrap_or(0);
+        let (mut response, length) =
+            parse_head(&buffer[..head_end]).expect("an HTTP/1.x status line");
         let mut body = buffer[head_end + 4..].to_vec();
         while body.len() < length {
             let read = stream.read(&mut chunk).await.expect("read body");
@@ -543,14 +904,38 @@ pub async fn raw_request(addr: SocketAddr, request: &[u8]) -> RawResponse {
             body.extend_from_slice(&chunk[..read]);
         }
         body.truncate(length);
-        RawResponse {
-            status,
-            headers,
-            body,
-        }
+        response.body = body;
+        response
     })
     .await
     .expect("a response in time")
+}
+
+/// A response head (without the blank line) as a response with no body yet, and its
+/// `Content-Length` (0 when absent); `None` when the first line is not an HTTP/1.x status line.
+fn parse_head(head: &[u8]) -> Option<(RawResponse, usize)> {
+    let head = String::from_utf8_lossy(head);
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .filter(|line| line.starts_with("HTTP/1."))
+        .and_then(|line| line.split(' ').nth(1))
+        .and_then(|code| code.parse().ok())?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_owned(), value.trim().to_owned()))
+        .collect();
+    let length = headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, value)| value.parse().ok())
+        .unwrap_or(0);
+    let response = RawResponse {
+        status,
+        headers,
+        body: Vec::new(),
+    };
+    Some((response, length))
 }
 
 /// The headers an echo upstream reports having received, lower-cased names.
@@ -566,4 +951,44 @@ pub fn echoed_headers(echo: &Value) -> Vec<(String, String)> {
             )
         })
         .collect()
+}
+
+/// Writes `request` on one connection and reads until the server closes it or goes quiet for
+/// `quiet`, then parses every response it sent (for pipelining and smuggling probes, where the
+/// number of responses is the finding). Returns them and whether the server closed.
+pub async fn raw_exchange(
+    addr: SocketAddr,
+    request: &[u8],
+    quiet: Duration,
+) -> (Vec<RawResponse>, bool) {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    // The server may answer (and close) before reading everything; that is not an error here.
+    let _ = stream.write_all(request).await;
+    let mut buffer = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let deadline = Instant::now() + PATIENCE;
+    let closed = loop {
+        assert!(Instant::now() < deadline, "the server kept talking");
+        match tokio::time::timeout(quiet, stream.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break true,
+            Ok(Ok(read)) => buffer.extend_from_slice(&chunk[..read]),
+            Err(_) => break false,
+        }
+    };
+    (parse_responses(&buffer), closed)
+}
+
+/// Every complete HTTP/1.x response in `bytes`, in order (bodies framed by `Content-Length`).
+pub fn parse_responses(mut bytes: &[u8]) -> Vec<RawResponse> {
+    let mut responses = Vec::new();
+    while let Some(head_end) = bytes.windows(4).position(|window| window == b"\r\n\r\n") {
+        let Some((mut response, length)) = parse_head(&bytes[..head_end]) else {
+            break;
+        };
+        let body_end = (head_end + 4 + length).min(bytes.len());
+        response.body = bytes[head_end + 4..body_end].to_vec();
+        responses.push(response);
+        bytes = &bytes[body_end..];
+    }
+    responses
 }

@@ -1,0 +1,100 @@
+//! The adversarial suite: every promise of `shared/design/system.md` attacked the way real
+//! attackers attack auth gateways, against the real gateway (and the real task service where
+//! the attack is on it) on 127.0.0.1:0. One module per thing defended:
+//!
+//! - [`tokens`]: token verification (`alg: none`, signatures, secrets, algorithm confusion,
+//!   header-borne keys and `kid`s, claim types, subjects).
+//! - [`headers`]: the request head (Authorization handling, tokens elsewhere, oversized heads,
+//!   identity spoofing, method and URL overrides).
+//! - [`paths`]: path canonicalisation and route binding.
+//! - [`smuggling`]: message framing between the gateway and the task service.
+//! - [`slow_clients`]: slow and idle connections.
+//! - [`task_service`]: the task service itself (direct requests, cross-user access, mass
+//!   assignment, hostile bodies).
+//! - [`rate_limit`]: the per-user rate limit.
+//!
+//! Every test ends with [`support::assert_still_serving`]: an attack that wedges the gateway
+//! fails the test that made it.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod headers;
+mod paths;
+mod rate_limit;
+mod slow_clients;
+mod smuggling;
+mod task_service;
+mod tokens;
+
+use serde_json::Value;
+use support::*;
+
+/// A gateway taking both kinds of token (a Better Auth JWKS with one Ed25519 key, `key-1`, and
+/// the HS256 secret) in front of an echo upstream that records what reached it.
+pub struct Arena {
+    pub upstream: EchoUpstream,
+    pub jwks: JwksServer,
+    pub key: Ed25519Key,
+    pub gateway: TestGateway,
+}
+
+impl Arena {
+    pub async fn start(extra: &[(&str, &str)]) -> Self {
+        let key = Ed25519Key::generate("key-1");
+        let jwks = JwksServer::start(vec![key.jwk()]).await;
+        let upstream = EchoUpstream::start().await;
+        let mut vars = shared_secret_vars(&upstream.url());
+        vars.push(("BETTER_AUTH_URL".into(), jwks.base_url()));
+        vars.extend(
+            extra
+                .iter()
+                .map(|(name, value)| (name.to_string(), value.to_string())),
+        );
+        let gateway = TestGateway::start(vars).await;
+        Self {
+            upstream,
+            jwks,
+            key,
+            gateway,
+        }
+    }
+
+    /// Better Auth's default claims for `sub`.
+    pub fn claims(&self, sub: &str) -> Value {
+        better_auth_claims(&self.jwks.base_url(), sub)
+    }
+
+    /// A genuine Better Auth (EdDSA) token for `sub`.
+    pub fn eddsa(&self, sub: &str) -> String {
+        self.key.sign(&self.claims(sub))
+    }
+
+    /// Sends `GET /api/alice/tasks` with `token` and asserts a 401 with a bearer challenge that
+    /// never reached the upstream.
+    pub async fn assert_refused(&self, name: &str, token: &str) {
+        let before = self.upstream.count();
+        let response = self
+            .gateway
+            .client
+            .get(self.gateway.url("/api/alice/tasks"))
+            .header("authorization", format!("Bearer {token}"))
+            .send()
+            .await
+            .expect("gateway reachable");
+        assert_eq!(response.status(), 401, "{name}: {token}");
+        let challenge = response.headers()["www-authenticate"]
+            .to_str()
+            .expect("ascii")
+            .to_owned();
+        assert!(challenge.starts_with("Bearer"), "{name}: {challenge}");
+        let body: Value = response.json().await.expect("JSON body");
+        assert!(body["detail"].is_string(), "{name}: {body}");
+        assert_eq!(self.upstream.count(), before, "{name} reached the upstream");
+    }
+
+    /// `GET path` with `token`; the status.
+    pub async fn status(&self, path: &str, token: &str) -> u16 {
+        self.gateway.get(path, token).await.status().as_u16()
+    }
+}
