@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use serde_json::{Value, json};
 use support::*;
+use task_service::testing::PostgresTestDatabase;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Mutex;
 use tokio::task::JoinSet;
@@ -299,7 +300,7 @@ async fn a_database_behind_a_proxy_that_hangs_up_gives_503_too() {
 /// The task service on a fresh PostgreSQL database reached through a [`CuttableLink`], behind
 /// the gateway: writes before, during and after a cut of the link.
 async fn database_outage(how: Cut) {
-    let Some(database) = PostgresDatabase::create().await else {
+    let Some(database) = PostgresTestDatabase::create("gateway_test").await else {
         return;
     };
     let server = database.server_addr();
@@ -403,7 +404,7 @@ async fn database_outage(how: Cut) {
     assert_still_serving(&gateway).await;
 
     tasks.stop().await;
-    database.drop_database().await;
+    drop(database);
 }
 
 #[tokio::test]

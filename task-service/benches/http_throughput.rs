@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use reqwest::Method;
 use serde_json::json;
-use support::{Backend, TestApp, postgres_admin_url, tasks_path};
+use support::{Backend, TestApp, tasks_path};
+use task_service::testing::postgres_admin_url;
 
 /// A positive number from the environment, or `default`.
 fn setting(name: &str, default: usize) -> usize {

@@ -21,6 +21,8 @@ mod http;
 mod metrics;
 mod openapi;
 mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::future::Future;
 

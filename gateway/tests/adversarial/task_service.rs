@@ -10,6 +10,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::support::*;
+use task_service::testing::PostgresTestDatabase;
 
 /// The real system: the task service on a fresh SQLite file, the gateway in front of it.
 struct System {
@@ -31,8 +32,8 @@ impl System {
     }
 
     /// The same on a fresh PostgreSQL database; `None` when `TEST_POSTGRES_URL` is unset.
-    async fn start_on_postgres() -> Option<(Self, PostgresDatabase)> {
-        let database = PostgresDatabase::create().await?;
+    async fn start_on_postgres() -> Option<(Self, PostgresTestDatabase)> {
+        let database = PostgresTestDatabase::create("gateway_test").await?;
         let tasks = TaskService::start_with_database(
             "127.0.0.1:0".parse().expect("address"),
             database.url.as_str(),
@@ -563,5 +564,5 @@ async fn control_characters_in_text_fields_never_give_a_500_on_postgres() {
     };
     control_characters_are_stored_or_refused(&system).await;
     system.tasks.stop().await;
-    database.drop_database().await;
+    drop(database);
 }

@@ -8,10 +8,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use common::assertion::{AssertedRequest, SigningSecret, sign};
 use common::config::Env;
 use common::headers::{GATEWAY_ASSERTION, USER_ID};
-use reqwest::{Method, RequestBuilder, Url};
+use reqwest::{Method, RequestBuilder};
 use serde_json::Value;
-use sqlx::{Connection, PgConnection};
 use task_service::Config;
+use task_service::testing::{PostgresTestDatabase, postgres_admin_url};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -61,13 +61,6 @@ where
         return;
     }
     test(TestApp::spawn(backend).await).await;
-}
-
-/// The server given by `TEST_POSTGRES_URL`, on which tests create their databases.
-pub fn postgres_admin_url() -> Option<String> {
-    std::env::var("TEST_POSTGRES_URL")
-        .ok()
-        .filter(|url| !url.trim().is_empty())
 }
 
 /// A running service with its own database, dropped (best effort) with it.
@@ -120,7 +113,7 @@ enum Database {
     /// Removed with the directory.
     Sqlite(#[allow(dead_code)] tempfile::TempDir),
     /// Dropped from the server when the app is.
-    Postgres { admin_url: String, name: String },
+    Postgres(PostgresTestDatabase),
 }
 
 impl TestApp {
@@ -140,19 +133,10 @@ impl TestApp {
                 (url, Database::Sqlite(dir))
             }
             Backend::Postgres => {
-                let admin_url = postgres_admin_url().expect("TEST_POSTGRES_URL is set");
-                let name = format!("task_test_{}", uuid::Uuid::new_v4().simple());
-                let mut admin = PgConnection::connect(&admin_url)
+                let database = PostgresTestDatabase::create("task_test")
                     .await
-                    .expect("connect to TEST_POSTGRES_URL");
-                sqlx::query(sqlx::AssertSqlSafe(format!("create database \"{name}\"")))
-                    .execute(&mut admin)
-                    .await
-                    .expect("create a test database");
-                let _ = admin.close().await;
-                let mut url = Url::parse(&admin_url).expect("TEST_POSTGRES_URL is a URL");
-                url.set_path(&name);
-                (url.to_string(), Database::Postgres { admin_url, name })
+                    .expect("TEST_POSTGRES_URL is set");
+                (database.url.to_string(), Database::Postgres(database))
             }
         };
         let mut env = vec![
@@ -212,18 +196,10 @@ impl TestApp {
 
     /// Drops the PostgreSQL database under the running service, to simulate an outage.
     pub async fn drop_database(&self) {
-        let Some(Database::Postgres { admin_url, name }) = &self.database else {
+        let Some(Database::Postgres(database)) = &self.database else {
             panic!("only a PostgreSQL test database can be dropped");
         };
-        let mut admin = PgConnection::connect(admin_url)
-            .await
-            .expect("connect to TEST_POSTGRES_URL");
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "drop database \"{name}\" with (force)"
-        )))
-        .execute(&mut admin)
-        .await
-        .expect("drop the test database");
+        database.drop_now().await;
     }
 
     /// The URL of `path_and_query` on this app.
@@ -336,26 +312,8 @@ impl Drop for TestApp {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
-        if let Some(Database::Postgres { admin_url, name }) = self.database.take() {
-            // Best effort, on a thread of its own because Drop cannot await: `with (force)`
-            // closes the connections the stopping server may still hold.
-            let dropped = std::thread::spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .ok()?;
-                runtime.block_on(async {
-                    let mut admin = PgConnection::connect(&admin_url).await.ok()?;
-                    sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "drop database if exists \"{name}\" with (force)"
-                    )))
-                    .execute(&mut admin)
-                    .await
-                    .ok()
-                })
-            });
-            let _ = dropped.join();
-        }
+        // The database goes after the server was told to stop (see PostgresTestDatabase).
+        drop(self.database.take());
     }
 }
 
