@@ -187,7 +187,12 @@ async fn prometheus_scrapes_both_tiers_with_the_projects_config() {
     init_logs();
     let data = tempfile::tempdir().expect("temporary directory");
     let task_service = TaskService::start(data.path()).await;
-    let gateway = TestGateway::with_shared_secret(&format!("http://{}", task_service.addr)).await;
+    // Both token sources, so that the JWKS series exist too.
+    let key = Ed25519Key::generate("ops-key");
+    let jwks = JwksServer::start(vec![key.jwk()]).await;
+    let mut vars = shared_secret_vars(&task_service.url());
+    vars.push(("BETTER_AUTH_URL".to_owned(), jwks.base_url()));
+    let gateway = TestGateway::start(vars).await;
     gateway.wait_ready().await;
 
     // Traffic that should show up in the series: a create, a list, a cross-user denial and a
@@ -202,6 +207,11 @@ async fn prometheus_scrapes_both_tiers_with_the_projects_config() {
         .expect("create through the gateway");
     assert_eq!(created.status(), 201);
     assert_eq!(gateway.get("/api/alice/tasks", &alice).await.status(), 200);
+    let better_auth = key.sign(&better_auth_claims(&jwks.base_url(), "carol"));
+    assert_eq!(
+        gateway.get("/api/carol/tasks", &better_auth).await.status(),
+        200
+    );
     assert_eq!(gateway.get("/api/bob/tasks", &alice).await.status(), 403);
     let anonymous = reqwest::get(gateway.url("/api/alice/tasks"))
         .await
@@ -265,6 +275,13 @@ async fn prometheus_scrapes_both_tiers_with_the_projects_config() {
     ] {
         prometheus.wait_for_series(series).await;
     }
+    // The label values the alert rules select on are the ones the gateway really writes.
+    let refreshes = prometheus
+        .wait_for_series(r#"gateway_jwks_refreshes_total{result="success"}"#)
+        .await;
+    assert_eq!(refreshes.len(), 1, "{refreshes:?}");
+    let keys = prometheus.wait_for_series("gateway_jwks_keys").await;
+    assert_eq!(keys[0]["value"][1], "1", "{keys:?}");
     let healthy = prometheus
         .wait_for_series("gateway_healthy_upstreams")
         .await;
@@ -277,7 +294,9 @@ async fn prometheus_scrapes_both_tiers_with_the_projects_config() {
         for value in labels.values() {
             let value = value.as_str().unwrap_or_default();
             assert!(
-                !value.contains("alice") && !value.contains("bob"),
+                !["alice", "bob", "carol"]
+                    .iter()
+                    .any(|user| value.contains(user)),
                 "a user id became a label value: {series}"
             );
         }
