@@ -4,6 +4,7 @@
 //!   internal hop, and its verifier.
 //! - [`headers`]: the names of the identity headers the gateway sets and strips.
 //! - [`error`]: the FastAPI-compatible JSON error body both tiers answer with.
+//! - [`metrics`]: the HTTP request metrics both tiers record alike, and registry rendering.
 //! - [`config`]: reading typed configuration from environment variables, one error line per bad
 //!   variable.
 //! - [`telemetry`]: logging set-up (env filter, JSON or plain output, the `log` bridge).
@@ -14,4 +15,5 @@ pub mod assertion;
 pub mod config;
 pub mod error;
 pub mod headers;
+pub mod metrics;
 pub mod telemetry;

@@ -2,18 +2,15 @@
 //! run several gateways in one process). Labels are low-cardinality by construction: route
 //! templates, methods, status codes, denial reasons, error kinds. A user id is never a label.
 
-use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
-};
+use common::metrics::{HttpMetrics, latency_opts};
+use prometheus::{Histogram, IntCounterVec, IntGauge, Opts, Registry};
 
 /// Every metric the gateway records.
 pub struct Metrics {
     registry: Registry,
-    /// `gateway_http_requests_total{route,method,status}`
-    pub requests: IntCounterVec,
+    /// `gateway_http_requests_total{route,method,status}` and
     /// `gateway_http_request_duration_seconds{route,method}`
-    pub request_duration: HistogramVec,
+    pub http: HttpMetrics,
     /// `gateway_auth_denials_total{reason}`
     pub auth_denials: IntCounterVec,
     /// `gateway_upstream_errors_total{kind}`
@@ -30,11 +27,6 @@ pub struct Metrics {
     pub healthy_upstreams: IntGauge,
 }
 
-/// Latency buckets from 1 ms to 10 s.
-const LATENCY_BUCKETS: &[f64] = &[
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
-
 impl Metrics {
     /// Creates and registers every metric.
     pub fn new() -> Result<Self, prometheus::Error> {
@@ -49,29 +41,14 @@ impl Metrics {
             registry.register(Box::new(metric.clone()))?;
             Ok::<_, prometheus::Error>(metric)
         };
-        let latency = |name: &str, help: &str| {
-            HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec())
-        };
-        let request_duration = HistogramVec::new(
-            latency(
-                "gateway_http_request_duration_seconds",
-                "Time from request head to the end of the response, by route and method.",
-            ),
-            &["route", "method"],
-        )?;
-        registry.register(Box::new(request_duration.clone()))?;
-        let upstream_duration = Histogram::with_opts(latency(
+        let http = HttpMetrics::register(&registry, "gateway")?;
+        let upstream_duration = Histogram::with_opts(latency_opts(
             "gateway_upstream_duration_seconds",
             "Time from choosing a task-service replica to its response header.",
         ))?;
         registry.register(Box::new(upstream_duration.clone()))?;
         Ok(Self {
-            requests: counter(
-                "gateway_http_requests_total",
-                "Requests answered, by route template, method and status.",
-                &["route", "method", "status"],
-            )?,
-            request_duration,
+            http,
             auth_denials: counter(
                 "gateway_auth_denials_total",
                 "Requests refused before reaching the task service, by reason.",
@@ -104,11 +81,12 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> Vec<u8> {
-        let mut buffer = Vec::new();
-        if let Err(err) = TextEncoder::new().encode(&self.registry.gather(), &mut buffer) {
-            tracing::error!(error = %err, "cannot encode metrics");
-        }
-        buffer
+        common::metrics::render(&self.registry)
+            .map(String::into_bytes)
+            .unwrap_or_else(|err| {
+                tracing::error!(error = %err, "cannot encode metrics");
+                Vec::new()
+            })
     }
 }
 
@@ -119,14 +97,12 @@ mod tests {
     #[test]
     fn every_metric_is_exposed_with_its_name() {
         let metrics = Metrics::new().expect("metrics register");
-        metrics
-            .requests
-            .with_label_values(&["/api/{user_id}/tasks", "GET", "200"])
-            .inc();
-        metrics
-            .request_duration
-            .with_label_values(&["/api/{user_id}/tasks", "GET"])
-            .observe(0.01);
+        metrics.http.observe(
+            "/api/{user_id}/tasks",
+            "GET",
+            200,
+            std::time::Duration::from_millis(10),
+        );
         metrics.auth_denials.with_label_values(&["expired"]).inc();
         metrics
             .upstream_errors

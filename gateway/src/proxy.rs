@@ -456,14 +456,7 @@ impl ProxyHttp for GatewayProxy {
         let route = ctx.route.map_or("unmatched", RouteName::template);
         let method = method_label(&session.req_header().method);
         let elapsed = ctx.started.elapsed();
-        self.metrics
-            .requests
-            .with_label_values(&[route, method, &status.to_string()])
-            .inc();
-        self.metrics
-            .request_duration
-            .with_label_values(&[route, method])
-            .observe(elapsed.as_secs_f64());
+        self.metrics.http.observe(route, method, status, elapsed);
         tracing::info!(
             target: "gateway::access",
             request_id = %ctx.request_id,

@@ -110,13 +110,8 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
     let status = response.status();
     let metrics = state.metrics();
     metrics
-        .http_requests
-        .with_label_values(&[route.as_str(), method, status.as_str()])
-        .inc();
-    metrics
-        .http_duration
-        .with_label_values(&[route.as_str(), method])
-        .observe(elapsed.as_secs_f64());
+        .http
+        .observe(&route, method, status.as_u16(), elapsed);
     span.in_scope(|| {
         tracing::info!(
             target: "access",
