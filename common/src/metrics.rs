@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use http::Method;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
 };
@@ -62,6 +63,21 @@ impl HttpMetrics {
     }
 }
 
+/// A bounded method label: the methods an API uses by name, anything else as `OTHER`, so that a
+/// client cannot create series with made-up methods.
+pub fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        Method::HEAD => "HEAD",
+        _ => "OTHER",
+    }
+}
+
 /// `registry` in the Prometheus text format.
 pub fn render(registry: &Registry) -> Result<String, prometheus::Error> {
     let mut buffer = Vec::new();
@@ -86,6 +102,14 @@ mod tests {
         assert!(text.contains(
             r#"example_http_request_duration_seconds_bucket{method="GET",route="/api/{user_id}/tasks",le="0.005"} 1"#
         ));
+    }
+
+    #[test]
+    fn unusual_methods_share_one_label() {
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        let made_up = Method::from_bytes(b"BREW").expect("a valid token");
+        assert_eq!(method_label(&made_up), "OTHER");
+        assert_eq!(method_label(&Method::TRACE), "OTHER");
     }
 
     #[test]

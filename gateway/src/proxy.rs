@@ -24,7 +24,8 @@ use common::error::{ErrorResponse, JSON_CONTENT_TYPE};
 use common::headers::{
     CLIENT_IDENTITY_HEADERS, GATEWAY_ASSERTION, REQUEST_ID, USER_EMAIL, USER_ID,
 };
-use http::{Method, StatusCode, header};
+use common::metrics::method_label;
+use http::{StatusCode, header};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::{HttpPeer, Peer};
@@ -245,20 +246,6 @@ fn failure_response(status: u16) -> ErrorResponse {
         other => other.canonical_reason().unwrap_or("Error"),
     };
     ErrorResponse::new(status, detail)
-}
-
-/// A bounded method label: the API's methods by name, anything else as `OTHER`.
-fn method_label(method: &Method) -> &'static str {
-    match *method {
-        Method::GET => "GET",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::DELETE => "DELETE",
-        Method::PATCH => "PATCH",
-        Method::OPTIONS => "OPTIONS",
-        Method::HEAD => "HEAD",
-        _ => "OTHER",
-    }
 }
 
 #[async_trait]

@@ -11,13 +11,14 @@ use std::time::Instant;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::get;
 use common::assertion::AssertionVerifier;
 use common::error::JSON_CONTENT_TYPE;
 use common::headers::REQUEST_ID;
+use common::metrics::method_label;
 use tracing::Instrument;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -142,22 +143,4 @@ fn request_id(headers: &HeaderMap) -> String {
                     .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
         })
         .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
-}
-
-/// The method as a metric label; anything unusual is folded into `OTHER` so that clients
-/// cannot create label values at will.
-fn method_label(method: &Method) -> &'static str {
-    static KNOWN: [Method; 7] = [
-        Method::GET,
-        Method::POST,
-        Method::PUT,
-        Method::PATCH,
-        Method::DELETE,
-        Method::HEAD,
-        Method::OPTIONS,
-    ];
-    KNOWN
-        .iter()
-        .find(|known| *known == method)
-        .map_or("OTHER", Method::as_str)
 }
