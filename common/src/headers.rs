@@ -42,3 +42,16 @@ pub const CLIENT_IDENTITY_HEADERS: &[&str] = &[
     "x-jwt-payload",
     "x-jwt-claims",
 ];
+
+/// The longest client-chosen request id either tier keeps.
+pub const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// Whether a received [`REQUEST_ID`] may be kept: 1 to [`MAX_REQUEST_ID_LEN`] characters of
+/// `[A-Za-z0-9._-]`, which is safe to forward, return to the client and write in a log line.
+/// Anything else is replaced by a fresh UUID.
+pub fn is_well_formed_request_id(id: &[u8]) -> bool {
+    (1..=MAX_REQUEST_ID_LEN).contains(&id.len())
+        && id
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}

@@ -2,32 +2,24 @@
 //! It is forwarded upstream, returned to the client and written in the access log, so it must
 //! be safe in all three places.
 
+use common::headers::{REQUEST_ID, is_well_formed_request_id};
 use pingora::http::RequestHeader;
-
-/// Longest client-chosen request id kept.
-pub const MAX_REQUEST_ID_LEN: usize = 128;
 
 /// The id for this request.
 pub fn request_id(request: &RequestHeader) -> String {
-    let mut values = request.headers.get_all(common::headers::REQUEST_ID).iter();
+    let mut values = request.headers.get_all(REQUEST_ID).iter();
     match (values.next(), values.next()) {
-        (Some(value), None) if is_well_formed(value.as_bytes()) => {
+        (Some(value), None) if is_well_formed_request_id(value.as_bytes()) => {
             String::from_utf8_lossy(value.as_bytes()).into_owned()
         }
         _ => uuid::Uuid::new_v4().to_string(),
     }
 }
 
-/// 1 to [`MAX_REQUEST_ID_LEN`] characters of `[A-Za-z0-9._-]`.
-fn is_well_formed(id: &[u8]) -> bool {
-    (1..=MAX_REQUEST_ID_LEN).contains(&id.len())
-        && id
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-}
-
 #[cfg(test)]
 mod tests {
+    use common::headers::MAX_REQUEST_ID_LEN;
+
     use super::*;
 
     fn with_ids(ids: &[&str]) -> RequestHeader {

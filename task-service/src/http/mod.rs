@@ -17,7 +17,7 @@ use axum::response::Response;
 use axum::routing::get;
 use common::assertion::AssertionVerifier;
 use common::error::JSON_CONTENT_TYPE;
-use common::headers::REQUEST_ID;
+use common::headers::{REQUEST_ID, is_well_formed_request_id};
 use common::metrics::method_label;
 use tracing::Instrument;
 use utoipa::OpenApi;
@@ -30,8 +30,6 @@ use crate::store::Store;
 
 /// Request bodies above this size get a 413: a task is at most a few kilobytes.
 const BODY_LIMIT_BYTES: usize = 64 * 1024;
-/// A client-sent request id longer than this is replaced rather than logged.
-const MAX_REQUEST_ID_LEN: usize = 128;
 
 /// What every handler can reach; cheap to clone.
 #[derive(Clone)]
@@ -134,13 +132,7 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
 fn request_id(headers: &HeaderMap) -> String {
     headers
         .get(REQUEST_ID)
+        .filter(|value| is_well_formed_request_id(value.as_bytes()))
         .and_then(|value| value.to_str().ok())
-        .filter(|id| {
-            !id.is_empty()
-                && id.len() <= MAX_REQUEST_ID_LEN
-                && id
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
-        })
         .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
 }
