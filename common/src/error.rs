@@ -7,6 +7,10 @@
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
 
+/// The 403 `detail` for a request whose user is not the `{user_id}` in its path, worded the same
+/// whichever tier refuses it.
+pub const USER_MISMATCH: &str = "Not authorized to access this user's tasks";
+
 /// One entry of a 422 `detail` list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ValidationIssue {

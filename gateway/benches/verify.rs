@@ -23,7 +23,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use p256::pkcs8::EncodePrivateKey;
 use rsa::pkcs1::EncodeRsaPrivateKey;
 use serde_json::Value;
-use support::{Ed25519Key, HMAC_SECRET, JwksServer, better_auth_claims, hs256};
+use support::{Ed25519Key, HMAC_SECRET, JwksServer, P521Key, better_auth_claims, hs256};
 
 /// A JWK for `key` named `kid`, and a token it signed.
 fn keyed(alg: Algorithm, key: EncodingKey, kid: &str, claims: &Value) -> (Value, String) {
@@ -46,6 +46,7 @@ struct Setup {
 fn setup() -> Setup {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let ed = Ed25519Key::generate("ed");
+    let p521 = P521Key::generate("es512");
     let es = p256::ecdsa::SigningKey::random(&mut rand::rngs::OsRng)
         .to_pkcs8_der()
         .expect("P-256 PKCS#8");
@@ -68,7 +69,7 @@ fn setup() -> Setup {
             "rs",
             &claims,
         );
-        jwks.set_keys(vec![ed.jwk(), es_jwk, rs_jwk]);
+        jwks.set_keys(vec![ed.jwk(), es_jwk, p521.jwk(), rs_jwk]);
         let env = Env::from_pairs([
             ("BETTER_AUTH_URL", jwks.base_url()),
             ("BETTER_AUTH_SECRET", HMAC_SECRET.to_owned()),
@@ -95,6 +96,7 @@ fn setup() -> Setup {
             ("HS256", hs256(&hs_claims)),
             ("EdDSA", ed.sign(&claims)),
             ("ES256", es_token),
+            ("ES512", p521.sign(&claims)),
             ("RS256", rs_token),
         ];
         (jwks, verifier, tokens)

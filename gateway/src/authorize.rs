@@ -92,7 +92,7 @@ impl Denial {
             Self::TokenTooLarge | Self::MalformedAuthorization | Self::Token(_) => {
                 "Could not validate credentials"
             }
-            Self::UserMismatch => "Not authorized to access this user's tasks",
+            Self::UserMismatch => common::error::USER_MISMATCH,
             Self::OriginNotAllowed => "Origin not allowed",
             Self::RateLimited => "Too many requests",
         };

@@ -1,6 +1,6 @@
 //! The whole system: the real gateway in front of the real task service (SQLite in a temporary
-//! directory), both on 127.0.0.1:0, with HS256 tokens, Better Auth EdDSA tokens from a JWKS
-//! served by the test, and tokens minted by `gateway mint-token`.
+//! directory), both on 127.0.0.1:0, with HS256 tokens, Better Auth EdDSA and ES512 tokens from a
+//! JWKS served by the test, and tokens minted by `gateway mint-token`.
 
 mod support;
 
@@ -81,11 +81,12 @@ impl User<'_> {
 }
 
 #[tokio::test]
-async fn all_six_endpoints_work_with_hs256_and_better_auth_eddsa_tokens() {
+async fn all_six_endpoints_work_with_hs256_and_better_auth_eddsa_and_es512_tokens() {
     let data = tempfile::tempdir().expect("temp dir");
     let tasks = TaskService::start(data.path()).await;
     let key = Ed25519Key::generate("better-auth-key");
-    let jwks = JwksServer::start(vec![key.jwk()]).await;
+    let p521 = P521Key::generate("better-auth-es512-key");
+    let jwks = JwksServer::start(vec![key.jwk(), p521.jwk()]).await;
     let mut vars = shared_secret_vars(&format!("http://{}", tasks.addr));
     vars.push(("BETTER_AUTH_URL".into(), jwks.base_url()));
     let gateway = TestGateway::start(vars).await;
@@ -102,8 +103,14 @@ async fn all_six_endpoints_work_with_hs256_and_better_auth_eddsa_tokens() {
         id: bob_id.into(),
         token: key.sign(&better_auth_claims(&jwks.base_url(), bob_id)),
     };
+    let carol = User {
+        gateway: &gateway,
+        id: "carol".into(),
+        token: p521.sign(&better_auth_claims(&jwks.base_url(), "carol")),
+    };
     alice.exercise_every_endpoint().await;
     bob.exercise_every_endpoint().await;
+    carol.exercise_every_endpoint().await;
 
     // A user never reaches another's tasks: 403 at the gateway for the other's path, and 404 from
     // the task service for the other's task id under one's own path.

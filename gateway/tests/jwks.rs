@@ -1,5 +1,5 @@
-//! Better Auth JWT-plugin tokens: EdDSA keys from a JWKS served by the test, key rotation, a
-//! flood of unknown key ids, algorithm confusion, and a JWKS outage.
+//! Better Auth JWT-plugin tokens: EdDSA (its default) and ES512 keys from a JWKS served by the
+//! test, key rotation, a flood of unknown key ids, algorithm confusion, and a JWKS outage.
 
 mod support;
 
@@ -28,6 +28,17 @@ async fn better_auth_gateway(
     TestGateway::start(vars).await
 }
 
+/// `token` reaches the upstream as alice's request: her id and email, no bearer token.
+async fn assert_forwarded_as_alice(gateway: &TestGateway, token: &str) {
+    let response = gateway.get("/api/alice/tasks", token).await;
+    assert_eq!(response.status(), 200);
+    let echo: Value = response.json().await.expect("echo");
+    let headers = echoed_headers(&echo);
+    assert!(headers.contains(&("x-user-id".into(), "alice".into())));
+    assert!(headers.contains(&("x-user-email".into(), "alice@example.com".into())));
+    assert!(!headers.iter().any(|(name, _)| name == "authorization"));
+}
+
 #[tokio::test]
 async fn better_auth_default_tokens_are_accepted_with_only_its_url() {
     let key = Ed25519Key::generate("key-1");
@@ -44,12 +55,7 @@ async fn better_auth_default_tokens_are_accepted_with_only_its_url() {
     .expect("JSON header");
     assert_eq!(header, json!({"alg": "EdDSA", "kid": "key-1"}));
 
-    let response = gateway.get("/api/alice/tasks", &token).await;
-    assert_eq!(response.status(), 200);
-    let echo: Value = response.json().await.expect("echo");
-    let headers = echoed_headers(&echo);
-    assert!(headers.contains(&("x-user-id".into(), "alice".into())));
-    assert!(headers.contains(&("x-user-email".into(), "alice@example.com".into())));
+    assert_forwarded_as_alice(&gateway, &token).await;
 
     // The second use is served from the verified-token cache.
     assert_eq!(gateway.get("/api/alice/tasks", &token).await.status(), 200);
@@ -98,6 +104,90 @@ async fn better_auth_default_tokens_are_accepted_with_only_its_url() {
         401
     );
     assert_eq!(gateway.get("/api/bob/tasks", &token).await.status(), 403);
+}
+
+#[tokio::test]
+async fn better_auth_es512_tokens_are_verified_like_eddsa_ones() {
+    // Better Auth configured with `jwks: { keyPairConfig: { alg: "ES512" } }`, next to an
+    // EdDSA key from before the switch.
+    let p521 = P521Key::generate("es512-key");
+    let ed = Ed25519Key::generate("ed-key");
+    let jwks = JwksServer::start(vec![p521.jwk(), ed.jwk()]).await;
+    let upstream = EchoUpstream::start().await;
+    let gateway = better_auth_gateway(&jwks, &upstream, &[]).await;
+    let base = jwks.base_url();
+    let claims = better_auth_claims(&base, "alice");
+
+    let token = p521.sign(&claims);
+    assert_forwarded_as_alice(&gateway, &token).await;
+    assert_eq!(gateway.get("/api/bob/tasks", &token).await.status(), 403);
+    assert!(gateway.metrics().await.contains("gateway_jwks_keys 2"));
+
+    // The same claim checks as every other algorithm.
+    let mut refused = Vec::new();
+    for (claim, value) in [
+        ("exp", json!(now() - 3600)),
+        ("exp", Value::Null),
+        ("nbf", json!(now() + 3600)),
+        ("iss", json!("http://evil.test")),
+        ("aud", json!("http://evil.test")),
+        ("sub", Value::Null),
+        ("sub", json!("")),
+    ] {
+        let mut bad = claims.clone();
+        if value.is_null() {
+            bad.as_object_mut().expect("object").remove(claim);
+        } else {
+            bad[claim] = value.clone();
+        }
+        refused.push((format!("{claim}={value}"), p521.sign(&bad)));
+    }
+    // Forged and confused signatures.
+    let mut flipped = URL_SAFE_NO_PAD
+        .decode(token.rsplit('.').next().expect("signature"))
+        .expect("base64url");
+    flipped[100] ^= 0x01;
+    let (signing_input, _) = token.rsplit_once('.').expect("three segments");
+    refused.push((
+        "flipped signature bit".into(),
+        format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(&flipped)),
+    ));
+    refused.push((
+        "truncated signature".into(),
+        format!(
+            "{signing_input}.{}",
+            URL_SAFE_NO_PAD.encode(&flipped[..131])
+        ),
+    ));
+    let other = P521Key::generate("es512-key");
+    refused.push(("another P-521 key, same kid".into(), other.sign(&claims)));
+    refused.push((
+        "ES512 naming the EdDSA key".into(),
+        p521.sign_raw(&json!({"alg": "ES512", "kid": "ed-key"}), &claims),
+    ));
+    refused.push((
+        "EdDSA naming the P-521 key".into(),
+        ed.sign_as("es512-key", &claims),
+    ));
+    refused.push((
+        "ES256 naming the P-521 key".into(),
+        p521.sign_raw(&json!({"alg": "ES256", "kid": "es512-key"}), &claims),
+    ));
+    let jwk_json = p521.jwk().to_string();
+    refused.push((
+        "HS512 with the P-521 JWK as the secret".into(),
+        sign_raw(
+            &json!({"alg": "HS512", "kid": "es512-key"}),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(jwk_json.as_bytes()),
+            Algorithm::HS512,
+        ),
+    ));
+    for (name, token) in refused {
+        let response = gateway.get("/api/alice/tasks", &token).await;
+        assert_eq!(response.status(), 401, "{name}");
+    }
+    assert_eq!(upstream.requests.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test]
@@ -228,7 +318,7 @@ async fn algorithm_confusion_is_refused() {
                 unsigned(&json!({"alg": "RS256", "kid": "key-1"}), &claims),
             ),
             (
-                "ES512",
+                "ES512 naming an EdDSA key",
                 unsigned(&json!({"alg": "ES512", "kid": "key-1"}), &claims),
             ),
         ]

@@ -144,7 +144,8 @@ proptest! {
     #[test]
     fn forged_headers_and_signatures_never_verify(
         alg in prop::sample::select(vec![
-            "none", "None", "HS256", "HS384", "HS512", "RS256", "ES256", "EdDSA", "PS256", "",
+            "none", "None", "HS256", "HS384", "HS512", "RS256", "ES256", "ES512", "EdDSA", "PS256",
+            "",
         ]),
         kid in prop::option::of("[ -~]{0,20}"),
         sub in "[ -~]{0,20}",

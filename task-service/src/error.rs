@@ -61,10 +61,7 @@ impl ApiError {
                 StatusCode::UNAUTHORIZED,
                 "Request did not come through the gateway",
             ),
-            Self::Forbidden => message(
-                StatusCode::FORBIDDEN,
-                "Not allowed to access another user's tasks",
-            ),
+            Self::Forbidden => message(StatusCode::FORBIDDEN, common::error::USER_MISMATCH),
             Self::TaskNotFound => message(StatusCode::NOT_FOUND, "Task not found"),
             Self::RouteNotFound => message(StatusCode::NOT_FOUND, "Not Found"),
             Self::MethodNotAllowed => message(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed"),

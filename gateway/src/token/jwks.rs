@@ -10,7 +10,6 @@
 //!   key in a JWKS is ignored, so a public key set can never turn into a shared secret.
 
 use std::collections::HashSet;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -23,19 +22,13 @@ use serde::Deserialize;
 use tokio::sync::Mutex;
 
 use super::cache::TokenCache;
+use super::key::{SignatureAlgorithm, VerificationKey};
 use crate::metrics::Metrics;
 
 /// Larger JWKS bodies are refused: Better Auth's holds a handful of keys.
 const MAX_JWKS_BYTES: usize = 256 * 1024;
 /// At most this many keys are held.
 const MAX_KEYS: u64 = 256;
-
-/// A public key from the JWKS, with the algorithm the JWK itself declares.
-pub struct VerificationKey {
-    /// The JWK's own `alg`: the only algorithm this key verifies.
-    pub alg: Algorithm,
-    pub key: DecodingKey,
-}
 
 /// Why a JWKS fetch failed.
 #[derive(Debug, thiserror::Error)]
@@ -80,25 +73,44 @@ fn usable_key(value: &serde_json::Value) -> Result<(String, VerificationKey), &'
     if text("use").is_some_and(|usage| usage != "sig") {
         return Err("not a signing key");
     }
-    let alg = text("alg")
-        .and_then(|alg| Algorithm::from_str(alg).ok())
-        .ok_or("no alg, or one jsonwebtoken does not verify (e.g. ES512)")?;
+    let alg: SignatureAlgorithm = text("alg")
+        .ok_or("no alg")?
+        .parse()
+        .map_err(|_| "an alg the gateway does not verify")?;
     let (kty, curve) = match alg {
-        Algorithm::EdDSA => ("OKP", Some("Ed25519")),
-        Algorithm::ES256 => ("EC", Some("P-256")),
-        Algorithm::ES384 => ("EC", Some("P-384")),
-        Algorithm::RS256
-        | Algorithm::RS384
-        | Algorithm::RS512
-        | Algorithm::PS256
-        | Algorithm::PS384
-        | Algorithm::PS512 => ("RSA", None),
+        SignatureAlgorithm::Es512 => ("EC", Some("P-521")),
+        SignatureAlgorithm::Jose(Algorithm::EdDSA) => ("OKP", Some("Ed25519")),
+        SignatureAlgorithm::Jose(Algorithm::ES256) => ("EC", Some("P-256")),
+        SignatureAlgorithm::Jose(Algorithm::ES384) => ("EC", Some("P-384")),
+        SignatureAlgorithm::Jose(
+            Algorithm::RS256
+            | Algorithm::RS384
+            | Algorithm::RS512
+            | Algorithm::PS256
+            | Algorithm::PS384
+            | Algorithm::PS512,
+        ) => ("RSA", None),
         // HMAC (and anything new) never comes from a public key set.
-        _ => return Err("not an asymmetric algorithm"),
+        SignatureAlgorithm::Jose(_) => return Err("not an asymmetric algorithm"),
     };
     if text("kty") != Some(kty) || curve.is_some_and(|crv| text("crv") != Some(crv)) {
         return Err("key type or curve does not match its alg");
     }
+    let key = match alg {
+        SignatureAlgorithm::Es512 => VerificationKey::p521_from_coordinates(
+            text("x").ok_or("malformed JWK")?,
+            text("y").ok_or("malformed JWK")?,
+        )?,
+        SignatureAlgorithm::Jose(alg) => VerificationKey::Jose {
+            alg,
+            key: jose_key(value, alg)?,
+        },
+    };
+    Ok((kid.to_owned(), key))
+}
+
+/// The jsonwebtoken key of a JWK whose `kty` and `crv` already match `alg`.
+fn jose_key(value: &serde_json::Value, alg: Algorithm) -> Result<DecodingKey, &'static str> {
     let jwk: Jwk = serde_json::from_value(value.clone()).map_err(|_| "malformed JWK")?;
     let key = DecodingKey::from_jwk(&jwk).map_err(|_| "malformed key material")?;
     if key.family() != alg.family() {
@@ -108,7 +120,7 @@ fn usable_key(value: &serde_json::Value) -> Result<(String, VerificationKey), &'
     if alg == Algorithm::EdDSA && !key.try_get_as_bytes().is_ok_and(|bytes| bytes.len() == 32) {
         return Err("Ed25519 key is not 32 bytes");
     }
-    Ok((kid.to_owned(), VerificationKey { alg, key }))
+    Ok(key)
 }
 
 /// The key set and how to refresh it.
@@ -285,21 +297,36 @@ mod tests {
 
     #[test]
     fn keeps_only_keys_whose_alg_matches_their_type() {
+        let (_, x, y) = super::super::key::test_p521_key();
         let body = serde_json::json!({"keys": [
             {"kty": "OKP", "crv": "Ed25519", "x": ED_X, "kid": "ed", "alg": "EdDSA"},
+            {"kty": "EC", "crv": "P-521", "x": x, "y": y, "kid": "p521", "alg": "ES512"},
             {"kty": "OKP", "crv": "Ed25519", "x": ED_X, "kid": "no-alg"},
             {"kty": "OKP", "crv": "Ed25519", "x": ED_X, "alg": "EdDSA"},
             {"kty": "OKP", "crv": "Ed25519", "x": ED_X, "kid": "lying", "alg": "ES256"},
+            {"kty": "OKP", "crv": "Ed25519", "x": ED_X, "kid": "lying-512", "alg": "ES512"},
             {"kty": "OKP", "crv": "X25519", "x": ED_X, "kid": "ecdh", "alg": "EdDSA"},
             {"kty": "oct", "k": "c2VjcmV0", "kid": "hmac", "alg": "HS256"},
-            {"kty": "EC", "crv": "P-521", "x": "AA", "y": "AA", "kid": "p521", "alg": "ES512"},
+            {"kty": "EC", "crv": "P-256", "x": x, "y": y, "kid": "p521-as-p256", "alg": "ES512"},
+            {"kty": "EC", "crv": "P-521", "x": x, "y": x, "kid": "off-curve", "alg": "ES512"},
+            {"kty": "EC", "crv": "P-521", "x": "AA", "y": "AA", "kid": "short", "alg": "ES512"},
+            {"kty": "EC", "crv": "P-521", "x": x, "kid": "no-y", "alg": "ES512"},
+            {"kty": "EC", "crv": "P-521", "x": x, "y": y, "kid": "p521-as-es256", "alg": "ES256"},
             {"kty": "OKP", "crv": "Ed25519", "x": ED_X, "kid": "enc", "alg": "EdDSA", "use": "enc"},
             {"kty": "OKP", "crv": "Ed25519", "x": "AAAA", "kid": "short", "alg": "EdDSA"},
         ]});
         let keys = parse_jwks(body.to_string().as_bytes()).expect("a JWKS");
-        let kids: Vec<&str> = keys.iter().map(|(kid, _)| kid.as_str()).collect();
-        assert_eq!(kids, ["ed"]);
-        assert_eq!(keys[0].1.alg, Algorithm::EdDSA);
+        let kids: Vec<(&str, SignatureAlgorithm)> = keys
+            .iter()
+            .map(|(kid, key)| (kid.as_str(), key.alg()))
+            .collect();
+        assert_eq!(
+            kids,
+            [
+                ("ed", SignatureAlgorithm::Jose(Algorithm::EdDSA)),
+                ("p521", SignatureAlgorithm::Es512),
+            ]
+        );
     }
 
     #[test]

@@ -3,33 +3,35 @@
 //! The token header's `alg` picks the path, and the paths never cross:
 //!
 //! - `HS256`/`HS384`/`HS512` are verified with `BETTER_AUTH_SECRET` only (when it is set);
-//! - `EdDSA`, `ES256`, `ES384`, `RS*` and `PS*` are verified only with the JWKS key named by the
-//!   header's `kid`, and only when that JWK's own `alg` is the header's `alg`. ES512 is refused:
-//!   jsonwebtoken 11 cannot verify it.
+//! - `EdDSA`, `ES256`, `ES384`, `ES512`, `RS*` and `PS*` are verified only with the JWKS key named
+//!   by the header's `kid`, and only when that JWK's own `alg` is the header's `alg`.
 //! - `none` and anything else are refused.
 //!
 //! So an HMAC algorithm is never checked against a public key (no algorithm confusion), and a
-//! public key never serves as an HMAC secret. Claims: `exp` is required; `nbf` and `iat` are
-//! honoured with the configured leeway; `iss`/`aud` are checked (always for JWKS tokens, for HS
-//! tokens when configured); `sub` must be a non-empty string, which also keeps Better Auth's
-//! `session_data` cookie (HS256 with the same secret, but no `sub`) from passing as a bearer.
+//! public key never serves as an HMAC secret. The signature is checked before any claim is read
+//! ([`key`]); then one set of claim checks serves every algorithm: `exp` is required; `nbf` and
+//! `iat` are honoured with the configured leeway; `iss`/`aud` are checked (always for JWKS
+//! tokens, for HS tokens when configured); `sub` must be a non-empty string, which also keeps
+//! Better Auth's `session_data` cookie (HS256 with the same secret, but no `sub`) from passing as
+//! a bearer.
 
 pub mod cache;
 pub mod jwks;
+pub mod key;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::DecodingKey;
 use serde::Deserialize;
 
 use crate::config::TokenConfig;
 use crate::metrics::Metrics;
 use cache::TokenCache;
 use jwks::JwksStore;
+use key::SignatureAlgorithm;
 
 /// Who a verified token speaks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,13 +77,17 @@ struct TokenHeader {
     crit: Option<serde_json::Value>,
 }
 
-/// The claims read after the signature and the standard checks passed. Loosely typed so that an
-/// odd value yields a precise refusal rather than a parse error.
+/// The claims the gateway judges, read once the signature has been verified. Loosely typed so
+/// that an odd value yields a precise refusal rather than a parse error; a claim given twice is
+/// malformed.
 #[derive(Deserialize)]
 struct Claims {
     sub: Option<serde_json::Value>,
     email: Option<serde_json::Value>,
+    iss: Option<serde_json::Value>,
+    aud: Option<serde_json::Value>,
     iat: Option<serde_json::Value>,
+    nbf: Option<serde_json::Value>,
     exp: Option<serde_json::Value>,
 }
 
@@ -163,31 +169,76 @@ impl Verifier {
 
     /// Verifies `token` from scratch; returns the principal and the token's `exp`.
     pub async fn verify_uncached(&self, token: &str) -> Result<(Principal, u64), TokenError> {
-        let header = read_header(token)?;
-        let alg: Algorithm = header
-            .alg
-            .parse()
-            .map_err(|_| TokenError::UnsupportedAlgorithm)?;
-        let (key, rules) = match alg.family() {
-            jsonwebtoken::AlgorithmFamily::Hmac => {
+        let token = CompactToken::split(token)?;
+        let header = token.header()?;
+        let alg: SignatureAlgorithm = header.alg.parse()?;
+        let rules = match alg {
+            SignatureAlgorithm::Jose(hmac_alg) if alg.is_hmac() => {
                 let hmac = self.hmac.as_ref().ok_or(TokenError::UnsupportedAlgorithm)?;
-                (KeyRef::Borrowed(&hmac.key), &hmac.rules)
+                key::verify_jose(hmac_alg, &hmac.key, token.signing_input, token.signature)?;
+                &hmac.rules
             }
             _ => {
                 let jwks = self.jwks.as_ref().ok_or(TokenError::UnsupportedAlgorithm)?;
                 let kid = header.kid.as_deref().ok_or(TokenError::UnknownKey)?;
                 let key = jwks.store.key(kid).await.ok_or(TokenError::UnknownKey)?;
-                if key.alg != alg {
+                if key.alg() != alg {
                     return Err(TokenError::UnsupportedAlgorithm);
                 }
-                (KeyRef::Shared(key), &jwks.rules)
+                key.verify(token.signing_input, token.signature)?;
+                &jwks.rules
             }
         };
-        let validation = self.validation(alg, rules);
-        let data = jsonwebtoken::decode::<Claims>(token, key.decoding_key(), &validation)
-            .map_err(|err| map_error(err.kind()))?;
-        let claims = data.claims;
-        self.check_issued_at(claims.iat.as_ref())?;
+        self.check_claims(token.claims()?, rules)
+    }
+
+    /// The checks every verified token's claims must pass, whatever signed it.
+    fn check_claims(
+        &self,
+        claims: Claims,
+        rules: &ClaimRules,
+    ) -> Result<(Principal, u64), TokenError> {
+        let now = now_unix();
+        let date = |claim: Option<&serde_json::Value>| {
+            claim
+                .map(|value| numeric_date(value).ok_or(TokenError::Malformed))
+                .transpose()
+        };
+        let exp = date(claims.exp.as_ref())?.ok_or(TokenError::Malformed)?;
+        if exp.saturating_add(self.leeway) < now {
+            return Err(TokenError::Expired);
+        }
+        // A future `nbf`, or an `iat` in the future, beyond the leeway: not valid yet (or a
+        // forged or mis-clocked token).
+        for not_before in [date(claims.nbf.as_ref())?, date(claims.iat.as_ref())?] {
+            if not_before.is_some_and(|at| at > now.saturating_add(self.leeway)) {
+                return Err(TokenError::NotYetValid);
+            }
+        }
+        if let Some(issuers) = &rules.issuers
+            && !claims
+                .iss
+                .as_ref()
+                .and_then(serde_json::Value::as_str)
+                .is_some_and(|iss| issuers.iter().any(|accepted| accepted == iss))
+        {
+            return Err(TokenError::WrongIssuer);
+        }
+        // Without a configured audience an `aud` claim is not ours to judge.
+        if let Some(audiences) = &rules.audiences {
+            let names_us = |aud: &serde_json::Value| {
+                aud.as_str()
+                    .is_some_and(|aud| audiences.iter().any(|accepted| accepted == aud))
+            };
+            let addressed = match &claims.aud {
+                Some(serde_json::Value::Array(auds)) => auds.iter().any(names_us),
+                Some(aud) => names_us(aud),
+                None => false,
+            };
+            if !addressed {
+                return Err(TokenError::WrongAudience);
+            }
+        }
         let sub = match claims.sub {
             Some(serde_json::Value::String(sub)) if !sub.is_empty() => sub,
             _ => return Err(TokenError::MissingSubject),
@@ -196,125 +247,80 @@ impl Verifier {
             Some(serde_json::Value::String(email)) if !email.is_empty() => Some(email),
             _ => None,
         };
-        let exp = claims
-            .exp
-            .as_ref()
-            .and_then(numeric_date)
-            .ok_or(TokenError::Malformed)?;
         Ok((Principal { sub, email }, exp))
     }
-
-    fn validation(&self, alg: Algorithm, rules: &ClaimRules) -> Validation {
-        let mut validation = Validation::new(alg);
-        validation.leeway = self.leeway;
-        validation.validate_nbf = true;
-        let mut required = vec!["exp"];
-        match &rules.issuers {
-            Some(issuers) => {
-                validation.set_issuer(issuers);
-                required.push("iss");
-            }
-            None => validation.iss = None,
-        }
-        match &rules.audiences {
-            Some(audiences) => {
-                validation.set_audience(audiences);
-                required.push("aud");
-            }
-            // Without a configured audience an `aud` claim is not ours to judge.
-            None => validation.validate_aud = false,
-        }
-        validation.set_required_spec_claims(&required);
-        validation
-    }
-
-    /// `iat` in the future beyond the leeway means a forged or mis-clocked token.
-    fn check_issued_at(&self, iat: Option<&serde_json::Value>) -> Result<(), TokenError> {
-        let Some(iat) = iat else { return Ok(()) };
-        let iat = numeric_date(iat).ok_or(TokenError::Malformed)?;
-        if iat > now_unix().saturating_add(self.leeway) {
-            return Err(TokenError::NotYetValid);
-        }
-        Ok(())
-    }
 }
 
-/// A key owned by the verifier or shared from the JWKS store.
-enum KeyRef<'a> {
-    Borrowed(&'a DecodingKey),
-    Shared(Arc<jwks::VerificationKey>),
+/// A compact JWS split into its segments.
+struct CompactToken<'a> {
+    header: &'a str,
+    payload: &'a str,
+    /// `header.payload`: what the signature covers.
+    signing_input: &'a [u8],
+    signature: &'a str,
 }
 
-impl KeyRef<'_> {
-    fn decoding_key(&self) -> &DecodingKey {
-        match self {
-            Self::Borrowed(key) => key,
-            Self::Shared(key) => &key.key,
+impl<'a> CompactToken<'a> {
+    /// Exactly three dot-separated segments.
+    fn split(token: &'a str) -> Result<Self, TokenError> {
+        let mut parts = token.split('.');
+        let (Some(header), Some(payload), Some(signature), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(TokenError::Malformed);
+        };
+        Ok(Self {
+            header,
+            payload,
+            signing_input: &token.as_bytes()[..header.len() + 1 + payload.len()],
+            signature,
+        })
+    }
+
+    /// The decoded header; a `crit` extension or an over-long `kid` makes the token malformed.
+    fn header(&self) -> Result<TokenHeader, TokenError> {
+        let header: TokenHeader = decode_json(self.header)?;
+        if header.crit.is_some()
+            || header
+                .kid
+                .as_ref()
+                .is_some_and(|kid| kid.len() > MAX_KID_LEN)
+        {
+            return Err(TokenError::Malformed);
         }
+        Ok(header)
+    }
+
+    /// The decoded payload.
+    fn claims(&self) -> Result<Claims, TokenError> {
+        decode_json(self.payload)
     }
 }
 
-/// Decodes the first segment of a compact JWS.
-fn read_header(token: &str) -> Result<TokenHeader, TokenError> {
-    let mut parts = token.split('.');
-    let (Some(header), Some(_), Some(_), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(TokenError::Malformed);
-    };
+/// A base64url segment holding a JSON object, read as `T`.
+fn decode_json<T: serde::de::DeserializeOwned>(segment: &str) -> Result<T, TokenError> {
     let json = URL_SAFE_NO_PAD
-        .decode(header)
+        .decode(segment)
         .map_err(|_| TokenError::Malformed)?;
-    let header: TokenHeader = serde_json::from_slice(&json).map_err(|_| TokenError::Malformed)?;
-    if header.crit.is_some()
-        || header
-            .kid
-            .as_ref()
-            .is_some_and(|kid| kid.len() > MAX_KID_LEN)
-    {
+    // serde would also read a struct from a JSON array, by position.
+    if json.trim_ascii_start().first() != Some(&b'{') {
         return Err(TokenError::Malformed);
     }
-    Ok(header)
+    serde_json::from_slice(&json).map_err(|_| TokenError::Malformed)
 }
 
-/// A JWT NumericDate: a non-negative number of seconds.
+/// A JWT NumericDate: a non-negative number of seconds that fits in a `u64` (a larger one would
+/// otherwise saturate into "valid forever").
 fn numeric_date(value: &serde_json::Value) -> Option<u64> {
+    /// 2^64: the first float above every `u64`.
+    const BEYOND_U64: f64 = 18_446_744_073_709_551_616.0;
     value.as_u64().or_else(|| {
         value
             .as_f64()
-            .filter(|seconds| seconds.is_finite() && *seconds >= 0.0)
+            .filter(|seconds| (0.0..BEYOND_U64).contains(seconds))
             // Truncation is intended: a NumericDate may carry a fraction of a second.
             .map(|seconds| seconds as u64)
     })
-}
-
-fn map_error(kind: &ErrorKind) -> TokenError {
-    match kind {
-        ErrorKind::InvalidSignature
-        | ErrorKind::InvalidEcdsaKey
-        | ErrorKind::InvalidRsaKey(_)
-        | ErrorKind::InvalidEddsaKey
-        | ErrorKind::InvalidKeyFormat
-        | ErrorKind::RsaFailedSigning
-        | ErrorKind::Signing(_)
-        | ErrorKind::Provider(_) => TokenError::BadSignature,
-        ErrorKind::ExpiredSignature => TokenError::Expired,
-        ErrorKind::ImmatureSignature => TokenError::NotYetValid,
-        ErrorKind::InvalidIssuer => TokenError::WrongIssuer,
-        ErrorKind::InvalidAudience => TokenError::WrongAudience,
-        ErrorKind::InvalidSubject => TokenError::MissingSubject,
-        ErrorKind::MissingRequiredClaim(claim) => match claim.as_str() {
-            "iss" => TokenError::WrongIssuer,
-            "aud" => TokenError::WrongAudience,
-            "sub" => TokenError::MissingSubject,
-            _ => TokenError::Malformed,
-        },
-        ErrorKind::InvalidAlgorithm
-        | ErrorKind::UnsupportedAlgorithm
-        | ErrorKind::InvalidAlgorithmName
-        | ErrorKind::MissingAlgorithm => TokenError::UnsupportedAlgorithm,
-        _ => TokenError::Malformed,
-    }
 }
 
 /// Seconds since the Unix epoch.
@@ -326,7 +332,7 @@ pub(crate) fn now_unix() -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use jsonwebtoken::{EncodingKey, Header};
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
     use serde_json::{Value, json};
 
     use super::*;
@@ -409,6 +415,17 @@ mod tests {
             (json!({"nbf": now + 30}), Ok(())),
             (json!({"iat": now + 600}), Err(TokenError::NotYetValid)),
             (json!({"iat": "yesterday"}), Err(TokenError::Malformed)),
+            (json!({"nbf": "soon"}), Err(TokenError::Malformed)),
+            (json!({"nbf": -1}), Err(TokenError::Malformed)),
+            (json!({"exp": -1}), Err(TokenError::Malformed)),
+            (json!({"exp": [now + 600]}), Err(TokenError::Malformed)),
+            (json!({"exp": 1e300}), Err(TokenError::Malformed)),
+            (
+                json!({"exp": 18_446_744_073_709_551_616.0}),
+                Err(TokenError::Malformed),
+            ),
+            // A NumericDate may carry a fraction of a second.
+            (json!({"exp": now as f64 + 600.5}), Ok(())),
             (json!({"exp": null}), Err(TokenError::Malformed)),
             (
                 json!({"exp": (now + 600).to_string()}),
@@ -496,11 +513,11 @@ mod tests {
                 unsigned(r#"{"alg":"None"}"#),
                 TokenError::UnsupportedAlgorithm,
             ),
+            // Asymmetric tokens need a JWKS, which this verifier does not have.
             (
                 unsigned(r#"{"alg":"ES512","kid":"k"}"#),
                 TokenError::UnsupportedAlgorithm,
             ),
-            // Asymmetric tokens need a JWKS, which this verifier does not have.
             (
                 unsigned(r#"{"alg":"EdDSA","kid":"k"}"#),
                 TokenError::UnsupportedAlgorithm,
@@ -516,6 +533,54 @@ mod tests {
         ];
         for (token, expected) in cases {
             assert_eq!(check(&verifier, &token).await, Err(expected), "{token}");
+        }
+    }
+
+    /// An HS256 token over exactly `payload`, which need not be what serde would write.
+    fn hs256_raw(payload: &str) -> String {
+        let message = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256"}"#),
+            URL_SAFE_NO_PAD.encode(payload)
+        );
+        let signature = jsonwebtoken::crypto::sign(
+            message.as_bytes(),
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+            Algorithm::HS256,
+        )
+        .expect("sign");
+        format!("{message}.{signature}")
+    }
+
+    #[tokio::test]
+    async fn payloads_must_be_one_json_object_with_each_claim_once() {
+        let (verifier, _) = verifier(&config(Some("https://auth"), None));
+        let exp = now_unix() + 600;
+        let good = format!(r#"{{"sub":"alice","iss":"https://auth","exp":{exp}}}"#);
+        assert!(check(&verifier, &hs256_raw(&good)).await.is_ok());
+        let cases = [
+            // By position, an array would read as sub, email, iss, aud, iat, nbf, exp.
+            (
+                format!(r#"["alice",null,"https://auth",null,null,null,{exp}]"#),
+                TokenError::Malformed,
+            ),
+            (
+                format!(r#"{{"sub":"alice","sub":"bob","iss":"https://auth","exp":{exp}}}"#),
+                TokenError::Malformed,
+            ),
+            (format!("{good} trailing"), TokenError::Malformed),
+            (
+                format!(r#"{{"sub":"alice","iss":["https://auth"],"exp":{exp}}}"#),
+                TokenError::WrongIssuer,
+            ),
+            ("null".to_owned(), TokenError::Malformed),
+        ];
+        for (payload, expected) in cases {
+            assert_eq!(
+                check(&verifier, &hs256_raw(&payload)).await,
+                Err(expected),
+                "{payload}"
+            );
         }
     }
 

@@ -351,6 +351,58 @@ impl Ed25519Key {
     }
 }
 
+/// A P-521 key, as Better Auth's JWT plugin makes when configured for ES512.
+pub struct P521Key {
+    pub kid: String,
+    signing: p521::ecdsa::SigningKey,
+}
+
+impl P521Key {
+    pub fn generate(kid: &str) -> Self {
+        use rand::RngCore;
+        // Below 2^520, so always less than the group order.
+        let mut secret = [0_u8; 66];
+        rand::rngs::OsRng.fill_bytes(&mut secret[1..]);
+        Self {
+            kid: kid.to_owned(),
+            signing: p521::ecdsa::SigningKey::from_slice(&secret).expect("a P-521 scalar"),
+        }
+    }
+
+    /// The public JWK as Better Auth (jose) exports it: 66-byte `x` and `y`.
+    pub fn jwk(&self) -> Value {
+        let point = self.signing.verifying_key().to_sec1_point(false);
+        json!({
+            "kty": "EC",
+            "crv": "P-521",
+            "x": URL_SAFE_NO_PAD.encode(point.x().expect("x")),
+            "y": URL_SAFE_NO_PAD.encode(point.y().expect("y")),
+            "kid": self.kid,
+            "alg": "ES512",
+        })
+    }
+
+    /// A token with any header JSON, signed with this key (ES512: SHA-512, r || s).
+    pub fn sign_raw(&self, header: &Value, claims: &Value) -> String {
+        use p521::ecdsa::signature::Signer;
+        let signing_input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let signature: p521::ecdsa::Signature = self.signing.sign(signing_input.as_bytes());
+        format!(
+            "{signing_input}.{}",
+            URL_SAFE_NO_PAD.encode(signature.to_bytes())
+        )
+    }
+
+    /// A token signed with this key: header `{"alg":"ES512","kid":...}`, no `typ`.
+    pub fn sign(&self, claims: &Value) -> String {
+        self.sign_raw(&json!({"alg": "ES512", "kid": self.kid}), claims)
+    }
+}
+
 /// The payload Better Auth's JWT plugin signs by default: the user object, `sub`, `iat`, a
 /// 15-minute `exp`, and `iss` = `aud` = the base URL.
 pub fn better_auth_claims(base_url: &str, user_id: &str) -> Value {

@@ -35,7 +35,7 @@ backend_tests! {
             let path = format!("{}{suffix}", tasks_path(ALICE));
             let reply = app.call(BOB, method.clone(), &path, body).await;
             reply.expect_status(403);
-            assert_eq!(reply.json(), detail("Not allowed to access another user's tasks"), "{method} {path}");
+            assert_eq!(reply.json(), detail("Not authorized to access this user's tasks"), "{method} {path}");
         }
         assert_eq!(app.snapshot(ALICE).await, before);
         assert_eq!(app.list(BOB, "").await.1, 0);
