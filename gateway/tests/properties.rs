@@ -80,6 +80,74 @@ fn model_accepts(segments: &[String]) -> bool {
     })
 }
 
+/// A claim that may be absent, `null`, or any JSON type, with numbers near now, near the 60 s
+/// leeway, and at the edges of a `u64`.
+fn claim(now: u64) -> impl Strategy<Value = Option<Value>> {
+    let now = now as i64;
+    prop_oneof![
+        Just(None),
+        Just(Some(Value::Null)),
+        any::<bool>().prop_map(|b| Some(json!(b))),
+        (-200_i64..200).prop_map(move |delta| Some(json!(now + delta))),
+        (-200.0..200.0_f64).prop_map(move |delta| Some(json!(now as f64 + delta))),
+        any::<u64>().prop_map(|n| Some(json!(n))),
+        any::<i64>().prop_map(|n| Some(json!(n))),
+        any::<f64>().prop_map(|n| Some(json!(n))),
+        Just(Some(json!(18_446_744_073_709_551_616.0_f64))),
+        "[a-z0-9 ]{0,6}".prop_map(|text| Some(json!(text))),
+        Just(Some(json!([now]))),
+        Just(Some(json!({"$gt": 0}))),
+    ]
+}
+
+/// How the contract reads a NumericDate: `Ok(None)` when absent or null, `Ok(seconds)` for a
+/// non-negative number below 2^64 (fractions dropped), `Err` for anything else.
+fn model_date(claim: &Option<Value>) -> Result<Option<u64>, ()> {
+    match claim {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(number)) => match (number.as_u64(), number.as_f64()) {
+            (Some(seconds), _) => Ok(Some(seconds)),
+            (None, Some(seconds)) if (0.0..18_446_744_073_709_551_616.0).contains(&seconds) => {
+                Ok(Some(seconds.floor() as u64))
+            }
+            _ => Err(()),
+        },
+        Some(_) => Err(()),
+    }
+}
+
+/// Whether an HS256 token with these claims (no iss/aud configured, leeway 60 s) must be
+/// accepted at `now`; `None` within 2 s of a leeway edge, where the verifier's clock decides.
+fn model_accepts_claims(claims: &[(&str, Option<Value>)], now: u64) -> Option<bool> {
+    const LEEWAY: u64 = 60;
+    let get = |name: &str| {
+        claims
+            .iter()
+            .find(|(claim, _)| *claim == name)
+            .and_then(|(_, value)| value.clone())
+    };
+    let (Ok(exp), Ok(nbf), Ok(iat)) = (
+        model_date(&get("exp")),
+        model_date(&get("nbf")),
+        model_date(&get("iat")),
+    ) else {
+        return Some(false);
+    };
+    let Some(exp) = exp else { return Some(false) };
+    let near = |at: u64, edge: u64| at.abs_diff(edge) <= 2;
+    let not_before = [nbf, iat].into_iter().flatten();
+    if near(exp.saturating_add(LEEWAY), now) || not_before.clone().any(|at| near(at, now + LEEWAY))
+    {
+        return None;
+    }
+    let sub_ok = matches!(get("sub"), Some(Value::String(sub)) if !sub.is_empty());
+    Some(
+        exp.saturating_add(LEEWAY) >= now
+            && not_before.into_iter().all(|at| at <= now + LEEWAY)
+            && sub_ok,
+    )
+}
+
 proptest! {
     #![proptest_config(config(512))]
 
@@ -161,6 +229,31 @@ proptest! {
             URL_SAFE_NO_PAD.encode(&signature),
         );
         prop_assert!(!front_end().verify(&token), "{}", token);
+    }
+
+    #[test]
+    fn genuinely_signed_claims_are_judged_as_the_contract_says(
+        (exp, nbf, iat, email) in (claim(now()), claim(now()), claim(now()), claim(now())),
+        sub in prop_oneof![
+            1 => Just(None),
+            1 => Just(Some(Value::Null)),
+            1 => Just(Some(json!(""))),
+            4 => "[A-Za-z0-9]{1,12}".prop_map(|sub| Some(json!(sub))),
+            1 => any::<i64>().prop_map(|n| Some(json!(n))),
+            1 => Just(Some(json!(["alice"]))),
+        ],
+    ) {
+        let claims = [("exp", exp), ("nbf", nbf), ("iat", iat), ("email", email), ("sub", sub)];
+        let mut payload = serde_json::Map::new();
+        for (name, value) in &claims {
+            if let Some(value) = value {
+                payload.insert((*name).to_owned(), value.clone());
+            }
+        }
+        let token = hmac_token(Algorithm::HS256, ORACLE_HMAC_SECRET.as_bytes(), &Value::Object(payload));
+        let expected = model_accepts_claims(&claims, now());
+        prop_assume!(expected.is_some());
+        prop_assert_eq!(front_end().verify(&token), expected.unwrap_or_default(), "{}", token);
     }
 
     #[test]
