@@ -385,11 +385,7 @@ impl P521Key {
     /// A token with any header JSON, signed with this key (ES512: SHA-512, r || s).
     pub fn sign_raw(&self, header: &Value, claims: &Value) -> String {
         use p521::ecdsa::signature::Signer;
-        let signing_input = format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(header.to_string()),
-            URL_SAFE_NO_PAD.encode(claims.to_string())
-        );
+        let signing_input = signing_input(header, claims);
         let signature: p521::ecdsa::Signature = self.signing.sign(signing_input.as_bytes());
         format!(
             "{signing_input}.{}",
@@ -457,23 +453,24 @@ pub fn hs256(claims: &Value) -> String {
 /// A compact JWS with any header and claims JSON, signed with `key` under `alg` (which the header
 /// need not name: that is the point of some attacks).
 pub fn sign_raw(header: &Value, claims: &Value, key: &EncodingKey, alg: Algorithm) -> String {
-    let signing_input = format!(
-        "{}.{}",
-        URL_SAFE_NO_PAD.encode(header.to_string()),
-        URL_SAFE_NO_PAD.encode(claims.to_string())
-    );
+    let signing_input = signing_input(header, claims);
     let signature =
         jsonwebtoken::crypto::sign(signing_input.as_bytes(), key, alg).expect("sign raw JWS");
     format!("{signing_input}.{signature}")
 }
 
-/// A token with the given header and claims and an empty signature.
-pub fn unsigned(header: &Value, claims: &Value) -> String {
+/// `header.payload`, each base64url JSON: what a JWS signature covers.
+pub fn signing_input(header: &Value, claims: &Value) -> String {
     format!(
-        "{}.{}.",
+        "{}.{}",
         URL_SAFE_NO_PAD.encode(header.to_string()),
         URL_SAFE_NO_PAD.encode(claims.to_string())
     )
+}
+
+/// A token with the given header and claims and an empty signature.
+pub fn unsigned(header: &Value, claims: &Value) -> String {
+    format!("{}.", signing_input(header, claims))
 }
 
 // ---------------------------------------------------------------------------------------------
