@@ -7,6 +7,8 @@ import { type FormEvent, useState } from "react";
 
 import { authClient } from "@/lib/auth-client";
 
+import { Field } from "./Field";
+
 export function AuthForm({ mode }: { mode: "sign-up" | "sign-in" }) {
   const router = useRouter();
   const [error, setError] = useState("");
@@ -37,25 +39,23 @@ export function AuthForm({ mode }: { mode: "sign-up" | "sign-in" }) {
       <h1>{signingUp ? "Create an account" : "Sign in"}</h1>
       <form onSubmit={submit} className="stack">
         {signingUp && (
-          <label>
-            Name
-            <input name="name" autoComplete="name" required />
-          </label>
+          <Field label="Name">{(id) => <input id={id} name="name" autoComplete="name" required />}</Field>
         )}
-        <label>
-          Email
-          <input name="email" type="email" autoComplete="email" required />
-        </label>
-        <label>
-          Password
-          <input
-            name="password"
-            type="password"
-            autoComplete={signingUp ? "new-password" : "current-password"}
-            minLength={8}
-            required
-          />
-        </label>
+        <Field label="Email">
+          {(id) => <input id={id} name="email" type="email" autoComplete="email" required />}
+        </Field>
+        <Field label="Password">
+          {(id) => (
+            <input
+              id={id}
+              name="password"
+              type="password"
+              autoComplete={signingUp ? "new-password" : "current-password"}
+              minLength={8}
+              required
+            />
+          )}
+        </Field>
         {error && (
           <p role="alert" className="error">
             {error}

@@ -9,6 +9,7 @@ import { type FormEvent, useCallback, useEffect, useMemo, useRef, useState } fro
 import { ApiError, type Task, gatewayApi } from "@/lib/api";
 import { authClient } from "@/lib/auth-client";
 
+import { Field } from "./Field";
 import { TaskFields, readTaskInput } from "./TaskFields";
 
 type Status = "all" | "pending" | "completed";
@@ -126,35 +127,37 @@ export function TaskBoard({ userId, userName, gatewayUrl }: Props) {
       <section className="card" aria-labelledby="list-heading">
         <h2 id="list-heading">Your tasks</h2>
         <div className="row filters">
-          <label>
-            Search
-            <input type="search" value={search} onChange={(e) => setSearch(e.target.value)} />
-          </label>
-          <label>
-            Status
-            <select value={status} onChange={(e) => setStatus(e.target.value as Status)}>
-              <option value="all">All</option>
-              <option value="pending">Pending</option>
-              <option value="completed">Completed</option>
-            </select>
-          </label>
-          <label>
-            Sort by
-            <select value={sort} onChange={(e) => setSort(e.target.value as Sort)}>
-              <option value="created">Created</option>
-              <option value="updated">Updated</option>
-              <option value="title">Title</option>
-              <option value="due_date">Due date</option>
-              <option value="priority">Priority</option>
-            </select>
-          </label>
-          <label>
-            Order
-            <select value={order} onChange={(e) => setOrder(e.target.value as Order)}>
-              <option value="desc">Descending</option>
-              <option value="asc">Ascending</option>
-            </select>
-          </label>
+          <Field label="Search">
+            {(id) => <input id={id} type="search" value={search} onChange={(e) => setSearch(e.target.value)} />}
+          </Field>
+          <Field label="Status">
+            {(id) => (
+              <select id={id} value={status} onChange={(e) => setStatus(e.target.value as Status)}>
+                <option value="all">All</option>
+                <option value="pending">Pending</option>
+                <option value="completed">Completed</option>
+              </select>
+            )}
+          </Field>
+          <Field label="Sort by">
+            {(id) => (
+              <select id={id} value={sort} onChange={(e) => setSort(e.target.value as Sort)}>
+                <option value="created">Created</option>
+                <option value="updated">Updated</option>
+                <option value="title">Title</option>
+                <option value="due_date">Due date</option>
+                <option value="priority">Priority</option>
+              </select>
+            )}
+          </Field>
+          <Field label="Order">
+            {(id) => (
+              <select id={id} value={order} onChange={(e) => setOrder(e.target.value as Order)}>
+                <option value="desc">Descending</option>
+                <option value="asc">Ascending</option>
+              </select>
+            )}
+          </Field>
         </div>
 
         <p className="count" aria-live="polite">

@@ -2,6 +2,8 @@
 
 import type { Priority, Task } from "@/lib/api";
 
+import { Field } from "./Field";
+
 export type TaskInput = {
   title: string;
   description: string | null;
@@ -26,27 +28,27 @@ export function readTaskInput(form: HTMLFormElement): TaskInput {
 export function TaskFields({ task }: { task?: Task }) {
   return (
     <>
-      <label>
-        Title
-        <input name="title" defaultValue={task?.title} maxLength={200} required />
-      </label>
-      <label>
-        Description
-        <textarea name="description" defaultValue={task?.description ?? ""} maxLength={1000} rows={2} />
-      </label>
+      <Field label="Title">
+        {(id) => <input id={id} name="title" defaultValue={task?.title} maxLength={200} required />}
+      </Field>
+      <Field label="Description">
+        {(id) => (
+          <textarea id={id} name="description" defaultValue={task?.description ?? ""} maxLength={1000} rows={2} />
+        )}
+      </Field>
       <div className="row">
-        <label>
-          Priority
-          <select name="priority" defaultValue={task?.priority ?? "medium"}>
-            <option value="low">Low</option>
-            <option value="medium">Medium</option>
-            <option value="high">High</option>
-          </select>
-        </label>
-        <label>
-          Due date
-          <input name="due_date" type="date" defaultValue={task?.due_date?.slice(0, 10) ?? ""} />
-        </label>
+        <Field label="Priority">
+          {(id) => (
+            <select id={id} name="priority" defaultValue={task?.priority ?? "medium"}>
+              <option value="low">Low</option>
+              <option value="medium">Medium</option>
+              <option value="high">High</option>
+            </select>
+          )}
+        </Field>
+        <Field label="Due date">
+          {(id) => <input id={id} name="due_date" type="date" defaultValue={task?.due_date?.slice(0, 10) ?? ""} />}
+        </Field>
       </div>
     </>
   );
