@@ -9,12 +9,29 @@ import { type FormEvent, useCallback, useEffect, useMemo, useRef, useState } fro
 import { ApiError, type Task, gatewayApi } from "@/lib/api";
 import { authClient } from "@/lib/auth-client";
 
-import { Field } from "./Field";
+import { Field, SelectField } from "./Field";
 import { TaskFields, readTaskInput } from "./TaskFields";
 
-type Status = "all" | "pending" | "completed";
-type Sort = "created" | "updated" | "title" | "due_date" | "priority";
-type Order = "desc" | "asc";
+const STATUSES = [
+  ["all", "All"],
+  ["pending", "Pending"],
+  ["completed", "Completed"],
+] as const;
+const SORTS = [
+  ["created", "Created"],
+  ["updated", "Updated"],
+  ["title", "Title"],
+  ["due_date", "Due date"],
+  ["priority", "Priority"],
+] as const;
+const ORDERS = [
+  ["desc", "Descending"],
+  ["asc", "Ascending"],
+] as const;
+
+type Status = (typeof STATUSES)[number][0];
+type Sort = (typeof SORTS)[number][0];
+type Order = (typeof ORDERS)[number][0];
 
 const SEARCH_DELAY_MS = 250;
 
@@ -130,34 +147,24 @@ export function TaskBoard({ userId, userName, gatewayUrl }: Props) {
           <Field label="Search">
             {(id) => <input id={id} type="search" value={search} onChange={(e) => setSearch(e.target.value)} />}
           </Field>
-          <Field label="Status">
-            {(id) => (
-              <select id={id} value={status} onChange={(e) => setStatus(e.target.value as Status)}>
-                <option value="all">All</option>
-                <option value="pending">Pending</option>
-                <option value="completed">Completed</option>
-              </select>
-            )}
-          </Field>
-          <Field label="Sort by">
-            {(id) => (
-              <select id={id} value={sort} onChange={(e) => setSort(e.target.value as Sort)}>
-                <option value="created">Created</option>
-                <option value="updated">Updated</option>
-                <option value="title">Title</option>
-                <option value="due_date">Due date</option>
-                <option value="priority">Priority</option>
-              </select>
-            )}
-          </Field>
-          <Field label="Order">
-            {(id) => (
-              <select id={id} value={order} onChange={(e) => setOrder(e.target.value as Order)}>
-                <option value="desc">Descending</option>
-                <option value="asc">Ascending</option>
-              </select>
-            )}
-          </Field>
+          <SelectField
+            label="Status"
+            value={status}
+            onChange={(e) => setStatus(e.target.value as Status)}
+            options={STATUSES}
+          />
+          <SelectField
+            label="Sort by"
+            value={sort}
+            onChange={(e) => setSort(e.target.value as Sort)}
+            options={SORTS}
+          />
+          <SelectField
+            label="Order"
+            value={order}
+            onChange={(e) => setOrder(e.target.value as Order)}
+            options={ORDERS}
+          />
         </div>
 
         <p className="count" aria-live="polite">

@@ -2,7 +2,7 @@
 
 import type { Priority, Task } from "@/lib/api";
 
-import { Field } from "./Field";
+import { Field, SelectField } from "./Field";
 
 export type TaskInput = {
   title: string;
@@ -37,15 +37,16 @@ export function TaskFields({ task }: { task?: Task }) {
         )}
       </Field>
       <div className="row">
-        <Field label="Priority">
-          {(id) => (
-            <select id={id} name="priority" defaultValue={task?.priority ?? "medium"}>
-              <option value="low">Low</option>
-              <option value="medium">Medium</option>
-              <option value="high">High</option>
-            </select>
-          )}
-        </Field>
+        <SelectField
+          label="Priority"
+          name="priority"
+          defaultValue={task?.priority ?? "medium"}
+          options={[
+            ["low", "Low"],
+            ["medium", "Medium"],
+            ["high", "High"],
+          ]}
+        />
         <Field label="Due date">
           {(id) => <input id={id} name="due_date" type="date" defaultValue={task?.due_date?.slice(0, 10) ?? ""} />}
         </Field>
