@@ -29,11 +29,11 @@ pub enum Backend {
     Postgres,
 }
 
-/// Instantiates each test once per backend: `mod NAME { fn sqlite(); fn postgres(); }`.
+/// Runs each named test once per backend: for `async fn NAME(app: TestApp)` defined beside the
+/// invocation, `backend_tests!(NAME, …)` adds `mod NAME { fn sqlite(); fn postgres(); }`. The
+/// test bodies stay ordinary functions, so rustfmt formats them.
 macro_rules! backend_tests {
-    ($(async fn $name:ident($app:ident: $app_type:ty) $body:block)+) => {$(
-        async fn $name($app: $app_type) $body
-
+    ($($name:ident),+ $(,)?) => {$(
         mod $name {
             #[tokio::test]
             async fn sqlite() {
