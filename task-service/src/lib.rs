@@ -14,12 +14,9 @@
 //! - `metrics`: the Prometheus registry of one app instance.
 //! - `openapi`: the shared parts of the OpenAPI 3.1 document served at `/openapi.json`.
 
-mod auth;
-mod config;
-mod error;
+pub mod config;
 mod http;
 mod metrics;
-mod openapi;
 mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -30,27 +27,26 @@ use tokio::net::TcpListener;
 
 pub use config::Config;
 
+use crate::config::DATABASE_URL;
+
 use crate::metrics::Metrics;
-use crate::store::{DatabaseOptions, Store};
+use crate::store::Store;
 
 /// Why the service could not start or stopped serving. The display is one line and names the
 /// variable to fix where there is one.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// `DATABASE_URL` did not parse (only when [`Config`] was built without [`Config::from_env`]).
-    #[error(transparent)]
-    Config(#[from] common::config::ConfigError),
     /// The directory for the SQLite file could not be created.
-    #[error("DATABASE_URL: cannot create the directory {path}: {source}")]
+    #[error("{}: cannot create the directory {path}: {source}", DATABASE_URL)]
     CreateDir {
         path: String,
         source: std::io::Error,
     },
     /// The database could not be opened or reached.
-    #[error("DATABASE_URL: cannot open the database: {}", one_line(.0))]
+    #[error("{}: cannot open the database: {}", DATABASE_URL, one_line(.0))]
     Connect(sqlx::Error),
     /// The migrations could not be applied.
-    #[error("DATABASE_URL: cannot apply migrations: {}", one_line(.0))]
+    #[error("{}: cannot apply migrations: {}", DATABASE_URL, one_line(.0))]
     Migrate(#[from] sqlx::migrate::MigrateError),
     /// The metrics registry refused a metric (a programming error).
     #[error("cannot register metrics: {0}")]
@@ -79,9 +75,8 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    let options = DatabaseOptions::parse(&config.database_url)?;
     let metrics = Metrics::new()?;
-    let store = Store::open(options, metrics.clone()).await?;
+    let store = Store::open(config.database, metrics.clone()).await?;
     let app = http::router(http::AppState::new(store.clone(), config.verifier, metrics))
         .map_err(Error::OpenApi)?;
     if let Ok(address) = listener.local_addr() {

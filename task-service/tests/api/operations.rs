@@ -45,7 +45,7 @@ async fn metrics_use_route_templates_never_user_ids(app: TestApp) {
     let text = reply.text;
     for expected in [
         r#"task_service_http_requests_total{method="POST",route="/api/{user_id}/tasks",status="201"} 1"#,
-        r#"task_service_http_requests_total{method="GET",route="/api/{user_id}/tasks/{task_id}",status="200"} 1"#,
+        r#"task_service_http_requests_total{method="GET",route="/api/{user_id}/tasks/{id}",status="200"} 1"#,
         r#"task_service_http_requests_total{method="GET",route="unmatched",status="404"} 1"#,
         r#"task_service_http_request_duration_seconds_count{method="POST",route="/api/{user_id}/tasks"} 1"#,
         r#"task_service_db_query_duration_seconds_count{operation="create_task"} 1"#,

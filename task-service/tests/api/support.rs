@@ -6,12 +6,13 @@ use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::assertion::{AssertedRequest, SigningSecret, sign};
-use common::config::Env;
+use common::config::{Env, SIGNING_SECRET_VAR};
 use common::headers::{GATEWAY_ASSERTION, USER_ID};
 use reqwest::{Method, RequestBuilder};
 use serde_json::Value;
 use task_service::Config;
-use task_service::testing::{PostgresTestDatabase, postgres_admin_url};
+use task_service::config::DATABASE_URL;
+use task_service::testing::{PostgresTestDatabase, TEST_POSTGRES_URL, postgres_admin_url};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -57,7 +58,7 @@ where
     Fut: Future<Output = ()>,
 {
     if backend == Backend::Postgres && postgres_admin_url().is_none() {
-        eprintln!("skipped: TEST_POSTGRES_URL not set");
+        eprintln!("skipped: {TEST_POSTGRES_URL} not set");
         return;
     }
     test(TestApp::spawn(backend).await).await;
@@ -140,8 +141,8 @@ impl TestApp {
             }
         };
         let mut env = vec![
-            ("DATABASE_URL".to_owned(), database_url),
-            ("GATEWAY_SIGNING_SECRET".to_owned(), SECRET.to_owned()),
+            (DATABASE_URL.to_owned(), database_url),
+            (SIGNING_SECRET_VAR.to_owned(), SECRET.to_owned()),
         ];
         env.extend(
             extra_env

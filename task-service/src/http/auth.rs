@@ -6,15 +6,15 @@
 //! asserted user is the path's `{user_id}` (otherwise 403). Handlers cannot forget the check:
 //! without a `User` they have no user id to filter their queries by.
 
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::extract::{FromRequestParts, OriginalUri, RawPathParams};
+use axum::extract::{FromRef, FromRequestParts, OriginalUri, RawPathParams};
 use axum::http::request::Parts;
 use common::assertion::{AssertedRequest, AssertionVerifier};
 use common::headers;
 
-use crate::error::ApiError;
-use crate::http::AppState;
+use crate::http::error::ApiError;
 
 /// The path parameter every `/api/` route names its owner with.
 const PATH_USER_PARAM: &str = "user_id";
@@ -32,11 +32,17 @@ impl User {
     }
 }
 
-impl FromRequestParts<AppState> for User {
+/// Needs only the verifier from the state, which it takes through [`FromRef`].
+impl<S> FromRequestParts<S> for User
+where
+    S: Send + Sync,
+    Arc<AssertionVerifier>: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let user = verify_assertion(parts, state.verifier(), unix_now())?;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let verifier = Arc::<AssertionVerifier>::from_ref(state);
+        let user = verify_assertion(parts, &verifier, unix_now())?;
         // Fail closed: a route without `{user_id}` (or with one that is not UTF-8 once decoded)
         // names no owner the user could match.
         let params = RawPathParams::from_request_parts(parts, state)
