@@ -1,18 +1,23 @@
 //! The task service: the seed's task API on axum + sqlx, over SQLite or PostgreSQL, answering
 //! only requests that carry a valid gateway assertion.
 //!
-//! The public surface is [`Config`], [`run`] and [`Error`]: `main` and the tests start the service
-//! the same way, on a listener they bound, with a shutdown future they control. Inside:
+//! The public surface is [`Config`] (with the variable names in [`config`]), [`run`] and
+//! [`Error`]: `main` and the tests start the service the same way, on a listener they bound, with
+//! a shutdown future they control. Inside:
 //!
-//! - `config`: the typed configuration, read once from the environment.
-//! - `http`: the router, its state, the fallbacks, the access log and request metrics;
-//!   `http::tasks` holds the six task endpoints and their SQL, `http::extract` the FastAPI-style
-//!   request validation, `http::health` the operator endpoints.
-//! - `auth`: the extractor that turns a gateway assertion into a `User`.
-//! - `error`: the one error type every handler returns, rendered as FastAPI-style JSON.
+//! - `config`: the typed configuration, read once from the environment, and one constant per
+//!   variable it reads.
+//! - `http`: the router, its state, the fallbacks, the access log and request metrics, and:
+//!   - `http::tasks`: the router and the five single-task handlers with their SQL;
+//!     `http::tasks::list` the list's query string and dynamic SQL; `http::tasks::input` the
+//!     task model and the request bodies;
+//!   - `http::auth`: the extractor that turns a gateway assertion into a `User`;
+//!   - `http::error`: the one error type every handler returns, rendered as FastAPI-style JSON;
+//!   - `http::extract`: the FastAPI-style request validation;
+//!   - `http::openapi`: the shared parts of the OpenAPI 3.1 document served at `/openapi.json`;
+//!   - `http::health`: the operator endpoints.
 //! - `store`: the database pools, migrations, and the one place where the backends differ.
 //! - `metrics`: the Prometheus registry of one app instance.
-//! - `openapi`: the shared parts of the OpenAPI 3.1 document served at `/openapi.json`.
 
 pub mod config;
 mod http;
