@@ -63,7 +63,7 @@ impl AppState {
     }
 }
 
-/// What the [`auth::User`] extractor takes from the state.
+/// What the `User` extractor takes from the state.
 impl FromRef<AppState> for Arc<AssertionVerifier> {
     fn from_ref(state: &AppState) -> Self {
         Arc::clone(&state.verifier)
