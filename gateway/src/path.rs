@@ -160,13 +160,13 @@ pub enum RouteName {
     ListTasks,
     /// `POST /api/{user_id}/tasks`
     CreateTask,
-    /// `GET /api/{user_id}/tasks/{id}`
+    /// `GET /api/{user_id}/tasks/{task_id}`
     GetTask,
-    /// `PUT /api/{user_id}/tasks/{id}`
+    /// `PUT /api/{user_id}/tasks/{task_id}`
     UpdateTask,
-    /// `DELETE /api/{user_id}/tasks/{id}`
+    /// `DELETE /api/{user_id}/tasks/{task_id}`
     DeleteTask,
-    /// `PATCH /api/{user_id}/tasks/{id}/complete`
+    /// `PATCH /api/{user_id}/tasks/{task_id}/complete`
     CompleteTask,
 }
 
@@ -175,8 +175,8 @@ impl RouteName {
     pub fn template(self) -> &'static str {
         match self {
             Self::ListTasks | Self::CreateTask => "/api/{user_id}/tasks",
-            Self::GetTask | Self::UpdateTask | Self::DeleteTask => "/api/{user_id}/tasks/{id}",
-            Self::CompleteTask => "/api/{user_id}/tasks/{id}/complete",
+            Self::GetTask | Self::UpdateTask | Self::DeleteTask => "/api/{user_id}/tasks/{task_id}",
+            Self::CompleteTask => "/api/{user_id}/tasks/{task_id}/complete",
         }
     }
 }
