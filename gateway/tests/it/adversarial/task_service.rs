@@ -9,7 +9,10 @@ use common::headers::{GATEWAY_ASSERTION, USER_ID};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::support::*;
+use crate::support::clients::User;
+use crate::support::servers::TaskService;
+use crate::support::stack::{TestGateway, assert_still_serving};
+use crate::support::{HMAC_SECRET, SIGNING_SECRET, now};
 use task_service::testing::PostgresTestDatabase;
 
 /// The real system: the task service on a fresh SQLite file, the gateway in front of it.

@@ -8,8 +8,13 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::{Value, json};
 
-use crate::Arena;
-use crate::support::*;
+use crate::adversarial::Arena;
+use crate::support::servers::{EchoUpstream, JwksServer, echoed_headers};
+use crate::support::stack::{TestGateway, assert_still_serving, base_vars};
+use crate::support::tokens::{
+    Ed25519Key, claims_for, hmac_token, hs256, sign_raw, unsigned, with_claims,
+};
+use crate::support::{HMAC_SECRET, SIGNING_SECRET, now};
 
 const HMAC_ALGS: [Algorithm; 3] = [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512];
 

@@ -7,8 +7,10 @@
 
 use std::time::Duration;
 
-use crate::Arena;
-use crate::support::*;
+use crate::adversarial::Arena;
+use crate::support::clients::raw_exchange;
+use crate::support::stack::{TestGateway, assert_still_serving};
+use crate::support::tokens::{claims_for, hs256};
 
 /// The request hidden in each probe. It carries no token: if it ever reaches the upstream, it
 /// got past authentication.

@@ -1,14 +1,15 @@
 //! The real `gateway` binary: configuration errors, `mint-token`, SIGTERM and graceful upgrade.
 
-mod support;
-
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use crate::support::processes::{GATEWAY_BINARY, binary_vars, serve, signal, wait_exit};
+use crate::support::servers::EchoUpstream;
+use crate::support::tokens::{claims_for, hs256};
+use crate::support::{HMAC_SECRET, SIGNING_SECRET, eventually};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::Value;
-use support::*;
 
 fn run(args: &[&str], vars: &[(&str, &str)]) -> Output {
     Command::new(GATEWAY_BINARY)

@@ -2,14 +2,16 @@
 //! directory), both on 127.0.0.1:0, with HS256 tokens, Better Auth EdDSA and ES512 tokens from a
 //! JWKS served by the test, and tokens minted by `gateway mint-token`.
 
-mod support;
-
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::support::clients::User;
+use crate::support::servers::{JwksServer, TaskService};
+use crate::support::stack::{TestGateway, shared_secret_vars};
+use crate::support::tokens::{Ed25519Key, P521Key, better_auth_claims, claims_for, hs256};
+use crate::support::{HMAC_SECRET, eventually};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::*;
 
 impl User<'_> {
     /// Runs all six endpoints and checks each reply.

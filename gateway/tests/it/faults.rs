@@ -6,17 +6,20 @@
 //! `keys_are_kept_while_the_jwks_endpoint_is_down`); and SIGTERM to the real binary with requests
 //! in flight (they complete). Each test prints its figures.
 
-mod support;
-
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::support::clients::User;
+use crate::support::processes::{binary_vars, free_port, serve, signal, wait_exit};
+use crate::support::servers::{EchoUpstream, JwksServer, TaskService};
+use crate::support::stack::{TestGateway, assert_still_serving, base_vars};
+use crate::support::tokens::{Ed25519Key, better_auth_claims, claims_for, hs256};
+use crate::support::{PATIENCE, eventually};
 use futures::future::join_all;
 use serde_json::{Value, json};
-use support::*;
 use task_service::testing::PostgresTestDatabase;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Mutex;

@@ -2,16 +2,17 @@
 //! forwarding, header spoofing, path tricks, token refusals, CORS, request ids and upstream
 //! failures. Tokens here are HS256 with the shared secret.
 
-mod support;
-
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use crate::support::servers::{EchoUpstream, echoed_headers};
+use crate::support::stack::{TestGateway, shared_secret_vars};
+use crate::support::tokens::{claims_for, hmac_token, hs256, unsigned, with_claims};
+use crate::support::{HMAC_SECRET, SIGNING_SECRET, eventually, now};
 use common::assertion::{AssertedRequest, AssertionVerifier, SigningSecret};
 use common::headers::CLIENT_IDENTITY_HEADERS;
 use jsonwebtoken::Algorithm;
 use serde_json::{Value, json};
-use support::*;
 
 const ISSUER: &str = "https://auth.example.test";
 const AUDIENCE: &str = "https://api.example.test";

@@ -6,8 +6,9 @@
 use futures::future::join_all;
 use serde_json::Value;
 
-use crate::Arena;
-use crate::support::*;
+use crate::adversarial::Arena;
+use crate::support::stack::assert_still_serving;
+use crate::support::tokens::{claims_for, hmac_token, hs256};
 
 const LIMIT: usize = 5;
 

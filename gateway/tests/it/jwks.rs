@@ -1,16 +1,17 @@
 //! Better Auth JWT-plugin tokens: EdDSA (its default) and ES512 keys from a JWKS served by the
 //! test, key rotation, a flood of unknown key ids, algorithm confusion, and a JWKS outage.
 
-mod support;
-
 use std::sync::atomic::Ordering;
 
+use crate::support::servers::{EchoUpstream, JwksServer, echoed_headers};
+use crate::support::stack::{TestGateway, base_vars};
+use crate::support::tokens::{Ed25519Key, P521Key, better_auth_claims, sign_raw, unsigned};
+use crate::support::{HMAC_SECRET, eventually, now};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use futures::future::join_all;
 use jsonwebtoken::Algorithm;
 use serde_json::{Value, json};
-use support::*;
 
 /// A gateway configured with nothing but `BETTER_AUTH_URL` for tokens (plus `extra`).
 async fn better_auth_gateway(

@@ -10,14 +10,16 @@
 //! when it is missing. Without it the test says it was skipped, except under `CI=true`, where a
 //! missing Prometheus is a failure.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use crate::support::processes::{binary_vars, serve, signal, wait_exit};
+use crate::support::servers::{EchoUpstream, JwksServer, TaskService};
+use crate::support::stack::{TestGateway, shared_secret_vars};
+use crate::support::tokens::{Ed25519Key, better_auth_claims, claims_for, hs256};
+use crate::support::{PATIENCE, eventually, init_logs};
 use serde_json::Value;
-use support::*;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 

@@ -1,5 +1,5 @@
 //! Oracles for the parsers that face the network, shared by the property tests
-//! (`tests/properties.rs`) and the cargo-fuzz targets (`fuzz/`, which include this file by path):
+//! (`tests/it/properties.rs`) and the cargo-fuzz targets (`fuzz/`, which include this file by path):
 //! each runs one parser on arbitrary input and panics if what it accepted breaks a promise of the
 //! contract. They depend only on `gateway`, `common`, `http`, `pingora` and `tokio`, so the fuzz
 //! crate can build them.

@@ -13,11 +13,8 @@
 //!   assignment, hostile bodies).
 //! - [`rate_limit`]: the per-user rate limit.
 //!
-//! Every test ends with [`support::assert_still_serving`]: an attack that wedges the gateway
+//! Every test ends with [`crate::support::stack::assert_still_serving`]: an attack that wedges the gateway
 //! fails the test that made it.
-
-#[path = "../support/mod.rs"]
-mod support;
 
 mod headers;
 mod paths;
@@ -27,8 +24,10 @@ mod smuggling;
 mod task_service;
 mod tokens;
 
+use crate::support::servers::{EchoUpstream, JwksServer};
+use crate::support::stack::{TestGateway, shared_secret_vars};
+use crate::support::tokens::{Ed25519Key, better_auth_claims};
 use serde_json::Value;
-use support::*;
 
 /// A gateway taking both kinds of token (a Better Auth JWKS with one Ed25519 key, `key-1`, and
 /// the HS256 secret) in front of an echo upstream that records what reached it.
