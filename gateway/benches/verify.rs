@@ -7,6 +7,7 @@
 #[allow(dead_code)] // the benchmark uses a few of the integration tests' helpers
 mod support;
 
+use gateway::config::{BETTER_AUTH_SECRET, BETTER_AUTH_URL};
 use std::hint::black_box;
 use std::sync::Arc;
 
@@ -74,8 +75,8 @@ fn setup() -> Setup {
         );
         jwks.set_keys(vec![ed.jwk(), es_jwk, p521.jwk(), rs_jwk]);
         let env = Env::from_pairs([
-            ("BETTER_AUTH_URL", jwks.base_url()),
-            ("BETTER_AUTH_SECRET", HMAC_SECRET.to_owned()),
+            (BETTER_AUTH_URL, jwks.base_url()),
+            (BETTER_AUTH_SECRET, HMAC_SECRET.to_owned()),
         ]);
         let config = TokenConfig::from_env(&env).expect("token configuration");
         let settings = config.jwks.clone().expect("JWKS configured");

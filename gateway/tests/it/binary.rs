@@ -1,5 +1,7 @@
 //! The real `gateway` binary: configuration errors, `mint-token`, SIGTERM and graceful upgrade.
 
+use common::config::GATEWAY_SIGNING_SECRET;
+use gateway::config::{BETTER_AUTH_SECRET, BETTER_AUTH_URL, TASK_SERVICE_URL};
 use std::process::{Command, Output};
 use std::time::Duration;
 
@@ -24,28 +26,25 @@ fn run(args: &[&str], vars: &[(&str, &str)]) -> Output {
 fn bad_configuration_stops_with_one_line_naming_the_variable() {
     let short = "short-secret";
     let cases: [(&[(&str, &str)], &str); 4] = [
+        (&[(BETTER_AUTH_SECRET, HMAC_SECRET)], GATEWAY_SIGNING_SECRET),
         (
-            &[("BETTER_AUTH_SECRET", HMAC_SECRET)],
-            "GATEWAY_SIGNING_SECRET",
+            &[
+                (GATEWAY_SIGNING_SECRET, SIGNING_SECRET),
+                (BETTER_AUTH_SECRET, short),
+            ],
+            BETTER_AUTH_SECRET,
+        ),
+        (
+            &[(GATEWAY_SIGNING_SECRET, SIGNING_SECRET)],
+            BETTER_AUTH_SECRET,
         ),
         (
             &[
-                ("GATEWAY_SIGNING_SECRET", SIGNING_SECRET),
-                ("BETTER_AUTH_SECRET", short),
+                (GATEWAY_SIGNING_SECRET, SIGNING_SECRET),
+                (BETTER_AUTH_SECRET, HMAC_SECRET),
+                (TASK_SERVICE_URL, "https://task:8081"),
             ],
-            "BETTER_AUTH_SECRET",
-        ),
-        (
-            &[("GATEWAY_SIGNING_SECRET", SIGNING_SECRET)],
-            "BETTER_AUTH_SECRET",
-        ),
-        (
-            &[
-                ("GATEWAY_SIGNING_SECRET", SIGNING_SECRET),
-                ("BETTER_AUTH_SECRET", HMAC_SECRET),
-                ("TASK_SERVICE_URL", "https://task:8081"),
-            ],
-            "TASK_SERVICE_URL",
+            TASK_SERVICE_URL,
         ),
     ];
     for (vars, variable) in cases {
@@ -62,8 +61,8 @@ fn bad_configuration_stops_with_one_line_naming_the_variable() {
         );
     }
     // With no token source at all, the message says what would do.
-    let output = run(&[], &[("GATEWAY_SIGNING_SECRET", SIGNING_SECRET)]);
-    assert!(String::from_utf8_lossy(&output.stderr).contains("BETTER_AUTH_URL"));
+    let output = run(&[], &[(GATEWAY_SIGNING_SECRET, SIGNING_SECRET)]);
+    assert!(String::from_utf8_lossy(&output.stderr).contains(BETTER_AUTH_URL));
 }
 
 #[test]
@@ -79,8 +78,8 @@ fn mint_token_prints_an_hs256_token() {
             "2h",
         ],
         &[
-            ("BETTER_AUTH_SECRET", HMAC_SECRET),
-            ("BETTER_AUTH_URL", "http://localhost:3000"),
+            (BETTER_AUTH_SECRET, HMAC_SECRET),
+            (BETTER_AUTH_URL, "http://localhost:3000"),
         ],
     );
     assert!(
@@ -105,7 +104,7 @@ fn mint_token_prints_an_hs256_token() {
 
     let without_secret = run(&["mint-token", "--sub", "alice"], &[]);
     assert!(!without_secret.status.success());
-    assert!(String::from_utf8_lossy(&without_secret.stderr).contains("BETTER_AUTH_SECRET"));
+    assert!(String::from_utf8_lossy(&without_secret.stderr).contains(BETTER_AUTH_SECRET));
 }
 
 async fn status_of(client: &reqwest::Client, url: &str, token: &str) -> u16 {

@@ -1,10 +1,11 @@
 //! Better Auth JWT-plugin tokens: EdDSA (its default) and ES512 keys from a JWKS served by the
 //! test, key rotation, a flood of unknown key ids, algorithm confusion, and a JWKS outage.
 
+use gateway::config::{BETTER_AUTH_SECRET, JWKS_MIN_REFETCH_MS, JWKS_REFRESH_SECONDS};
 use std::sync::atomic::Ordering;
 
 use crate::support::servers::{EchoUpstream, JwksServer, echoed_headers};
-use crate::support::stack::{TestGateway, base_vars};
+use crate::support::stack::TestGateway;
 use crate::support::tokens::{Ed25519Key, P521Key, better_auth_claims, sign_raw, unsigned};
 use crate::support::{HMAC_SECRET, eventually, now};
 use base64::Engine;
@@ -19,14 +20,11 @@ async fn better_auth_gateway(
     upstream: &EchoUpstream,
     extra: &[(&str, &str)],
 ) -> TestGateway {
-    let mut vars = base_vars(&upstream.url());
-    vars.push(("BETTER_AUTH_URL".into(), jwks.base_url()));
-    vars.extend(
-        extra
-            .iter()
-            .map(|(name, value)| (name.to_string(), value.to_string())),
-    );
-    TestGateway::start(vars).await
+    TestGateway::builder(&upstream.url())
+        .better_auth(&jwks.base_url())
+        .vars(extra)
+        .start()
+        .await
 }
 
 /// `token` reaches the upstream as alice's request: her id and email, no bearer token.
@@ -200,7 +198,7 @@ async fn a_rotated_key_is_picked_up_without_restart() {
     let gateway = better_auth_gateway(
         &jwks,
         &upstream,
-        &[("JWKS_MIN_REFETCH_MS", "1"), ("JWKS_REFRESH_SECONDS", "1")],
+        &[(JWKS_MIN_REFETCH_MS, "1"), (JWKS_REFRESH_SECONDS, "1")],
     )
     .await;
     let base = jwks.base_url();
@@ -244,7 +242,7 @@ async fn a_flood_of_unknown_key_ids_causes_at_most_one_fetch() {
     let key = Ed25519Key::generate("real");
     let jwks = JwksServer::start(vec![key.jwk()]).await;
     let upstream = EchoUpstream::start().await;
-    let gateway = better_auth_gateway(&jwks, &upstream, &[("JWKS_MIN_REFETCH_MS", "60000")]).await;
+    let gateway = better_auth_gateway(&jwks, &upstream, &[(JWKS_MIN_REFETCH_MS, "60000")]).await;
     assert_eq!(jwks.fetch_count(), 1, "the start-up fetch");
 
     let claims = better_auth_claims(&jwks.base_url(), "alice");
@@ -326,7 +324,7 @@ async fn algorithm_confusion_is_refused() {
     };
 
     // With the JWKS only, and with the JWKS and a shared secret.
-    for extra in [&[][..], &[("BETTER_AUTH_SECRET", HMAC_SECRET)]] {
+    for extra in [&[][..], &[(BETTER_AUTH_SECRET, HMAC_SECRET)]] {
         let gateway = better_auth_gateway(&jwks, &upstream, extra).await;
         assert_eq!(
             gateway
@@ -348,7 +346,7 @@ async fn keys_are_kept_while_the_jwks_endpoint_is_down() {
     let key = Ed25519Key::generate("key-1");
     let jwks = JwksServer::start(vec![key.jwk()]).await;
     let upstream = EchoUpstream::start().await;
-    let gateway = better_auth_gateway(&jwks, &upstream, &[("JWKS_REFRESH_SECONDS", "1")]).await;
+    let gateway = better_auth_gateway(&jwks, &upstream, &[(JWKS_REFRESH_SECONDS, "1")]).await;
     let token = key.sign(&better_auth_claims(&jwks.base_url(), "alice"));
     drop(jwks);
     eventually("a failed refresh", || async {
@@ -367,9 +365,10 @@ async fn not_ready_until_the_jwks_is_loaded() {
     let key = Ed25519Key::generate("key-1");
     let jwks = JwksServer::start(vec![]).await;
     let upstream = EchoUpstream::start().await;
-    let mut vars = base_vars(&upstream.url());
-    vars.push(("BETTER_AUTH_URL".into(), jwks.base_url()));
-    let gateway = TestGateway::start_unready(vars).await;
+    let gateway = TestGateway::builder(&upstream.url())
+        .better_auth(&jwks.base_url())
+        .start_unready()
+        .await;
     eventually("a JWKS fetch", || async { jwks.fetch_count() >= 1 }).await;
     assert_eq!(gateway.readyz().await, 503);
     jwks.set_keys(vec![key.jwk()]);

@@ -25,7 +25,7 @@ mod task_service;
 mod tokens;
 
 use crate::support::servers::{EchoUpstream, JwksServer};
-use crate::support::stack::{TestGateway, shared_secret_vars};
+use crate::support::stack::TestGateway;
 use crate::support::tokens::{Ed25519Key, better_auth_claims};
 use serde_json::Value;
 
@@ -43,14 +43,12 @@ impl Arena {
         let key = Ed25519Key::generate("key-1");
         let jwks = JwksServer::start(vec![key.jwk()]).await;
         let upstream = EchoUpstream::start().await;
-        let mut vars = shared_secret_vars(&upstream.url());
-        vars.push(("BETTER_AUTH_URL".into(), jwks.base_url()));
-        vars.extend(
-            extra
-                .iter()
-                .map(|(name, value)| (name.to_string(), value.to_string())),
-        );
-        let gateway = TestGateway::start(vars).await;
+        let gateway = TestGateway::builder(&upstream.url())
+            .shared_secret()
+            .better_auth(&jwks.base_url())
+            .vars(extra)
+            .start()
+            .await;
         Self {
             upstream,
             jwks,

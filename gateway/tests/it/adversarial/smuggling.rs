@@ -5,6 +5,7 @@
 //! request it gets, so a smuggled one shows up by its target. Ambiguous framing gets a 400 or a
 //! closed connection.
 
+use gateway::config::UPSTREAM_READ_TIMEOUT_MS;
 use std::time::Duration;
 
 use crate::adversarial::Arena;
@@ -313,7 +314,7 @@ async fn smuggling_probes_never_get_a_second_request_to_the_upstream() {
 
 #[tokio::test]
 async fn a_body_shorter_than_its_content_length_does_not_hang_the_gateway() {
-    let arena = Arena::start(&[("UPSTREAM_READ_TIMEOUT_MS", "1000")]).await;
+    let arena = Arena::start(&[(UPSTREAM_READ_TIMEOUT_MS, "1000")]).await;
     let token = hs256(&claims_for("alice"));
     // Declares 100 bytes, sends 9, then waits: the gateway keeps serving others while this body
     // never completes, and the upstream gets the declared framing, never a shortened one.

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::adversarial::Arena;
 use crate::support::servers::{EchoUpstream, JwksServer, echoed_headers};
-use crate::support::stack::{TestGateway, assert_still_serving, base_vars};
+use crate::support::stack::{TestGateway, assert_still_serving};
 use crate::support::tokens::{
     Ed25519Key, claims_for, hmac_token, hs256, sign_raw, unsigned, with_claims,
 };
@@ -152,9 +152,10 @@ async fn wrong_and_well_known_secrets_are_refused() {
 async fn algorithm_confusion_with_every_encoding_of_the_public_key_is_refused() {
     let arena = Arena::start(&[]).await;
     // A gateway with the JWKS only, where no HMAC secret exists at all.
-    let mut jwks_only_vars = base_vars(&arena.upstream.url());
-    jwks_only_vars.push(("BETTER_AUTH_URL".into(), arena.jwks.base_url()));
-    let jwks_only = TestGateway::start(jwks_only_vars).await;
+    let jwks_only = TestGateway::builder(&arena.upstream.url())
+        .better_auth(&arena.jwks.base_url())
+        .start()
+        .await;
 
     let public = arena.key.public_bytes();
     let jwk = arena.key.jwk();

@@ -4,6 +4,8 @@
 //! contract. They depend only on `gateway`, `common`, `http`, `pingora` and `tokio`, so the fuzz
 //! crate can build them.
 
+use common::config::GATEWAY_SIGNING_SECRET;
+use gateway::config::BETTER_AUTH_SECRET;
 use std::sync::Arc;
 
 use common::assertion::{AssertedRequest, AssertionVerifier, SigningSecret, sign};
@@ -96,8 +98,8 @@ pub struct TokenFrontEnd {
 impl TokenFrontEnd {
     pub fn new() -> Self {
         let env = Env::from_pairs([
-            ("GATEWAY_SIGNING_SECRET", ORACLE_SIGNING_SECRET),
-            ("BETTER_AUTH_SECRET", ORACLE_HMAC_SECRET),
+            (GATEWAY_SIGNING_SECRET, ORACLE_SIGNING_SECRET),
+            (BETTER_AUTH_SECRET, ORACLE_HMAC_SECRET),
         ]);
         let config = gateway::Config::from_env(&env).expect("oracle configuration");
         let metrics = Arc::new(Metrics::new().expect("metrics"));

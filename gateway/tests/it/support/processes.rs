@@ -1,12 +1,14 @@
 //! The real `gateway` binary as a child process: its environment, signals and exit.
 
+use common::telemetry::RUST_LOG;
+use gateway::config::{GATEWAY_ADMIN_LISTEN, GATEWAY_LISTEN, GATEWAY_UPGRADE_SOCK};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::servers::EchoUpstream;
-use super::stack::shared_secret_vars;
+use super::stack::TestGateway;
 
 /// The `gateway` executable Cargo built for these tests.
 pub const GATEWAY_BINARY: &str = env!("CARGO_BIN_EXE_gateway");
@@ -53,16 +55,13 @@ pub fn binary_vars(
     sock: &Path,
 ) -> (Vec<(String, String)>, SocketAddr, SocketAddr) {
     let (listen, admin) = (free_port(), free_port());
-    let mut vars = shared_secret_vars(&upstream.url());
-    vars.extend([
-        ("GATEWAY_LISTEN".to_owned(), listen.to_string()),
-        ("GATEWAY_ADMIN_LISTEN".to_owned(), admin.to_string()),
-        (
-            "GATEWAY_UPGRADE_SOCK".to_owned(),
-            sock.display().to_string(),
-        ),
-        ("RUST_LOG".to_owned(), "warn".to_owned()),
-    ]);
+    let vars = TestGateway::builder(&upstream.url())
+        .shared_secret()
+        .var(GATEWAY_LISTEN, listen.to_string())
+        .var(GATEWAY_ADMIN_LISTEN, admin.to_string())
+        .var(GATEWAY_UPGRADE_SOCK, sock.display().to_string())
+        .var(RUST_LOG, "warn")
+        .into_vars();
     (vars, listen, admin)
 }
 

@@ -1,6 +1,7 @@
 //! The servers a test stands up on 127.0.0.1:0: an echo upstream that records what reached it,
 //! a Better Auth-like JWKS server, and the real task service.
 
+use common::config::GATEWAY_SIGNING_SECRET;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -275,7 +276,7 @@ impl TaskService {
     /// On any `DATABASE_URL`; the database must be reachable at start.
     pub async fn start_with_database(addr: SocketAddr, database_url: &str) -> Self {
         let env = Env::from_pairs([
-            ("GATEWAY_SIGNING_SECRET", SIGNING_SECRET),
+            (GATEWAY_SIGNING_SECRET, SIGNING_SECRET),
             ("DATABASE_URL", database_url),
         ]);
         let config = task_service::Config::from_env(&env).expect("task-service configuration");

@@ -2,7 +2,11 @@
 
 use std::net::SocketAddr;
 
-use common::config::Env;
+use common::config::{Env, GATEWAY_SIGNING_SECRET};
+use gateway::config::{
+    BETTER_AUTH_SECRET, BETTER_AUTH_URL, CORS_ALLOWED_ORIGINS, HEALTH_CHECK_INTERVAL_MS,
+    TASK_SERVICE_URL, UPSTREAM_CONNECT_TIMEOUT_MS,
+};
 use gateway::{Config, Gateway};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -19,42 +23,73 @@ pub struct TestGateway {
     stop: Option<oneshot::Sender<()>>,
 }
 
-/// The variables every test gateway gets, before the test's own.
-pub fn base_vars(upstream: &str) -> Vec<(String, String)> {
-    [
-        ("GATEWAY_SIGNING_SECRET", SIGNING_SECRET),
-        ("TASK_SERVICE_URL", upstream),
-        ("HEALTH_CHECK_INTERVAL_MS", "100"),
-        ("UPSTREAM_CONNECT_TIMEOUT_MS", "300"),
-        ("CORS_ALLOWED_ORIGINS", "http://localhost:3000"),
-    ]
-    .into_iter()
-    .map(|(name, value)| (name.to_owned(), value.to_owned()))
-    .collect()
+/// A test gateway being put together, in front of one or more upstreams:
+/// `TestGateway::builder(&upstream.url()).shared_secret().better_auth(&jwks.base_url())`, then
+/// [`start`](Self::start) in process, or [`into_vars`](Self::into_vars) for the real binary.
+pub struct GatewayBuilder {
+    vars: Vec<(String, String)>,
 }
 
-/// [`base_vars`] plus `BETTER_AUTH_SECRET`.
-pub fn shared_secret_vars(upstream_url: &str) -> Vec<(String, String)> {
-    let mut vars = base_vars(upstream_url);
-    vars.push(("BETTER_AUTH_SECRET".into(), HMAC_SECRET.into()));
-    vars
-}
-
-impl TestGateway {
-    /// A gateway in front of `upstream_url` taking HS256 tokens with [`HMAC_SECRET`], ready.
-    pub async fn with_shared_secret(upstream_url: &str) -> Self {
-        Self::start(shared_secret_vars(upstream_url)).await
+impl GatewayBuilder {
+    /// Takes HS256 tokens signed with [`HMAC_SECRET`].
+    pub fn shared_secret(self) -> Self {
+        self.var(BETTER_AUTH_SECRET, HMAC_SECRET)
     }
 
-    /// Starts a gateway with `vars` and waits until `/readyz` says ready.
-    pub async fn start(vars: Vec<(String, String)>) -> Self {
-        let gateway = Self::start_unready(vars).await;
+    /// Takes tokens from the Better Auth at `base_url` (its JWKS, issuer and audience).
+    pub fn better_auth(self, base_url: &str) -> Self {
+        self.var(BETTER_AUTH_URL, base_url)
+    }
+
+    /// Sets one more variable (a later value wins).
+    pub fn var(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.vars.push((name.to_owned(), value.into()));
+        self
+    }
+
+    /// Sets each of `vars`.
+    pub fn vars(self, vars: &[(&str, &str)]) -> Self {
+        vars.iter()
+            .fold(self, |builder, (name, value)| builder.var(name, *value))
+    }
+
+    /// The environment as built.
+    pub fn into_vars(self) -> Vec<(String, String)> {
+        self.vars
+    }
+
+    /// Starts the gateway and waits until `/readyz` says ready.
+    pub async fn start(self) -> TestGateway {
+        let gateway = self.start_unready().await;
         gateway.wait_ready().await;
         gateway
     }
 
-    /// Starts a gateway without waiting for readiness.
-    pub async fn start_unready(vars: Vec<(String, String)>) -> Self {
+    /// Starts the gateway without waiting for readiness.
+    pub async fn start_unready(self) -> TestGateway {
+        TestGateway::launch(self.vars).await
+    }
+}
+
+impl TestGateway {
+    /// A gateway in front of `upstream_url` (comma-separated replicas) with the settings every
+    /// test gateway shares: the test signing secret, quick health checks and connect timeouts,
+    /// and `http://localhost:3000` as the allowed CORS origin. It has no token source yet.
+    pub fn builder(upstream_url: &str) -> GatewayBuilder {
+        GatewayBuilder { vars: Vec::new() }
+            .var(GATEWAY_SIGNING_SECRET, SIGNING_SECRET)
+            .var(TASK_SERVICE_URL, upstream_url)
+            .var(HEALTH_CHECK_INTERVAL_MS, "100")
+            .var(UPSTREAM_CONNECT_TIMEOUT_MS, "300")
+            .var(CORS_ALLOWED_ORIGINS, "http://localhost:3000")
+    }
+
+    /// A gateway in front of `upstream_url` taking HS256 tokens with [`HMAC_SECRET`], ready.
+    pub async fn with_shared_secret(upstream_url: &str) -> Self {
+        Self::builder(upstream_url).shared_secret().start().await
+    }
+
+    async fn launch(vars: Vec<(String, String)>) -> Self {
         init_logs();
         let config = Config::from_env(&Env::from_pairs(vars)).expect("test configuration");
         let listener = TcpListener::bind("127.0.0.1:0")
