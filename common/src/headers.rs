@@ -49,10 +49,7 @@ pub const CLIENT_IDENTITY_HEADERS: &[&str] = &[
 
 /// The value of a header that must appear exactly once: `None` when it is missing or repeated,
 /// so that a second copy can never override (or be overridden by) the first.
-pub fn single_value<'a>(
-    headers: &'a HeaderMap,
-    name: impl AsHeaderName,
-) -> Option<&'a HeaderValue> {
+pub fn single_value(headers: &HeaderMap, name: impl AsHeaderName) -> Option<&HeaderValue> {
     let mut values = headers.get_all(name).iter();
     match (values.next(), values.next()) {
         (Some(value), None) => Some(value),

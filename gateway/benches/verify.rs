@@ -7,13 +7,12 @@
 #[allow(dead_code)] // the benchmark uses a few of the integration tests' helpers
 mod support;
 
-use gateway::config::{BETTER_AUTH_SECRET, BETTER_AUTH_URL};
 use std::hint::black_box;
 use std::sync::Arc;
 
 use common::config::Env;
 use criterion::{Criterion, criterion_group, criterion_main};
-use gateway::config::TokenConfig;
+use gateway::config::{BETTER_AUTH_SECRET, BETTER_AUTH_URL, TokenConfig};
 use gateway::metrics::Metrics;
 use gateway::path::{check_target, match_route};
 use gateway::token::Verifier;

@@ -1,17 +1,18 @@
 //! The real `gateway` binary: configuration errors, `mint-token`, SIGTERM and graceful upgrade.
 
-use common::config::GATEWAY_SIGNING_SECRET;
-use gateway::config::{BETTER_AUTH_SECRET, BETTER_AUTH_URL, TASK_SERVICE_URL};
 use std::process::{Command, Output};
 use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use common::config::GATEWAY_SIGNING_SECRET;
+use gateway::config::{BETTER_AUTH_SECRET, BETTER_AUTH_URL, TASK_SERVICE_URL};
+use serde_json::Value;
 
 use crate::support::processes::{GATEWAY_BINARY, binary_vars, serve, signal, wait_exit};
 use crate::support::servers::EchoUpstream;
 use crate::support::tokens::{claims_for, hs256};
 use crate::support::{HMAC_SECRET, SIGNING_SECRET, eventually};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde_json::Value;
 
 fn run(args: &[&str], vars: &[(&str, &str)]) -> Output {
     Command::new(GATEWAY_BINARY)

@@ -2,17 +2,18 @@
 //! directory), both on 127.0.0.1:0, with HS256 tokens, Better Auth EdDSA and ES512 tokens from a
 //! JWKS served by the test, and tokens minted by `gateway mint-token`.
 
-use gateway::config::BETTER_AUTH_SECRET;
 use std::process::Command;
 use std::time::{Duration, Instant};
+
+use gateway::config::BETTER_AUTH_SECRET;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
 
 use crate::support::clients::User;
 use crate::support::servers::{JwksServer, TaskService};
 use crate::support::stack::TestGateway;
 use crate::support::tokens::{Ed25519Key, P521Key, better_auth_claims, claims_for, hs256};
 use crate::support::{HMAC_SECRET, eventually};
-use reqwest::StatusCode;
-use serde_json::{Value, json};
 
 impl User<'_> {
     /// Runs all six endpoints and checks each reply.

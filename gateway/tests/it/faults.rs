@@ -6,12 +6,19 @@
 //! `keys_are_kept_while_the_jwks_endpoint_is_down`); and SIGTERM to the real binary with requests
 //! in flight (they complete). Each test prints its figures.
 
-use gateway::config::JWKS_REFRESH_SECONDS;
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use gateway::config::JWKS_REFRESH_SECONDS;
+use serde_json::{Value, json};
+use task_service::testing::PostgresTestDatabase;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Mutex;
+use tokio::task::JoinSet;
 
 use crate::support::clients::User;
 use crate::support::processes::{binary_vars, free_port, serve, signal, wait_exit};
@@ -19,12 +26,6 @@ use crate::support::servers::{EchoUpstream, JwksServer, TaskService};
 use crate::support::stack::{TestGateway, assert_still_serving};
 use crate::support::tokens::{Ed25519Key, better_auth_claims, claims_for, hs256};
 use crate::support::{PATIENCE, eventually};
-use futures::future::join_all;
-use serde_json::{Value, json};
-use task_service::testing::PostgresTestDatabase;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Mutex;
-use tokio::task::JoinSet;
 
 /// One request's outcome under load.
 #[derive(Debug, Clone)]

@@ -14,14 +14,15 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
 use crate::support::processes::{binary_vars, serve, signal, wait_exit};
 use crate::support::servers::{EchoUpstream, JwksServer, TaskService};
 use crate::support::stack::TestGateway;
 use crate::support::tokens::{Ed25519Key, better_auth_claims, claims_for, hs256};
 use crate::support::{PATIENCE, eventually, init_logs};
-use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 
 /// The repository root, where `deploy/` lives.
 fn repo_root() -> PathBuf {

@@ -9,10 +9,6 @@
 
 use std::sync::OnceLock;
 
-use crate::support::invariants::{self, ORACLE_HMAC_SECRET, ORACLE_SIGNING_SECRET, TokenFrontEnd};
-use crate::support::servers::TaskService;
-use crate::support::tokens::{hmac_token, signing_input};
-use crate::support::{SIGNING_SECRET, now};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::assertion::{AssertedRequest, SigningSecret, sign};
@@ -22,6 +18,11 @@ use http::Method;
 use jsonwebtoken::Algorithm;
 use proptest::prelude::*;
 use serde_json::{Value, json};
+
+use crate::support::invariants::{self, ORACLE_HMAC_SECRET, ORACLE_SIGNING_SECRET, TokenFrontEnd};
+use crate::support::servers::TaskService;
+use crate::support::tokens::{hmac_token, signing_input};
+use crate::support::{SIGNING_SECRET, now};
 
 /// `default` cases, or `PROPTEST_CASES` when set.
 fn config(default: u32) -> ProptestConfig {

@@ -2,20 +2,21 @@
 //! forwarding, header spoofing, path tricks, token refusals, CORS, request ids and upstream
 //! failures. Tokens here are HS256 with the shared secret.
 
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use common::assertion::{AssertedRequest, AssertionVerifier, SigningSecret};
+use common::headers::CLIENT_IDENTITY_HEADERS;
 use gateway::config::{
     HEALTH_CHECK_INTERVAL_MS, JWT_AUDIENCE, JWT_ISSUER, UPSTREAM_READ_TIMEOUT_MS,
 };
-use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use jsonwebtoken::Algorithm;
+use serde_json::{Value, json};
 
 use crate::support::servers::{EchoUpstream, echoed_headers};
 use crate::support::stack::TestGateway;
 use crate::support::tokens::{claims_for, hmac_token, hs256, unsigned, with_claims};
 use crate::support::{HMAC_SECRET, SIGNING_SECRET, eventually, now};
-use common::assertion::{AssertedRequest, AssertionVerifier, SigningSecret};
-use common::headers::CLIENT_IDENTITY_HEADERS;
-use jsonwebtoken::Algorithm;
-use serde_json::{Value, json};
 
 const ISSUER: &str = "https://auth.example.test";
 const AUDIENCE: &str = "https://api.example.test";

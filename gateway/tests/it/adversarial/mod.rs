@@ -1,4 +1,4 @@
-//! The adversarial suite: every promise of `shared/design/system.md` attacked the way real
+//! The adversarial suite: every promise of the contract (README.md) attacked the way real
 //! attackers attack auth gateways, against the real gateway (and the real task service where
 //! the attack is on it) on 127.0.0.1:0. One module per thing defended:
 //!
@@ -24,10 +24,11 @@ mod smuggling;
 mod task_service;
 mod tokens;
 
+use serde_json::Value;
+
 use crate::support::servers::{EchoUpstream, JwksServer};
 use crate::support::stack::TestGateway;
 use crate::support::tokens::{Ed25519Key, better_auth_claims};
-use serde_json::Value;
 
 /// A gateway taking both kinds of token (a Better Auth JWKS with one Ed25519 key, `key-1`, and
 /// the HS256 secret) in front of an echo upstream that records what reached it.

@@ -5,8 +5,9 @@
 //! request it gets, so a smuggled one shows up by its target. Ambiguous framing gets a 400 or a
 //! closed connection.
 
-use gateway::config::UPSTREAM_READ_TIMEOUT_MS;
 use std::time::Duration;
+
+use gateway::config::UPSTREAM_READ_TIMEOUT_MS;
 
 use crate::adversarial::Arena;
 use crate::support::clients::raw_exchange;

@@ -4,13 +4,13 @@
 //! contract. They depend only on `gateway`, `common`, `http`, `pingora` and `tokio`, so the fuzz
 //! crate can build them.
 
-use common::config::GATEWAY_SIGNING_SECRET;
-use gateway::config::BETTER_AUTH_SECRET;
 use std::sync::Arc;
 
 use common::assertion::{AssertedRequest, AssertionVerifier, SigningSecret, sign};
 use common::config::Env;
+use common::config::GATEWAY_SIGNING_SECRET;
 use gateway::authorize::{MAX_AUTHORIZATION_BYTES, bearer_token};
+use gateway::config::BETTER_AUTH_SECRET;
 use gateway::metrics::Metrics;
 use gateway::path::{check_target, match_route};
 use gateway::token::Verifier;

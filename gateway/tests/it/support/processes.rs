@@ -1,11 +1,12 @@
 //! The real `gateway` binary as a child process: its environment, signals and exit.
 
-use common::telemetry::RUST_LOG;
-use gateway::config::{GATEWAY_ADMIN_LISTEN, GATEWAY_LISTEN, GATEWAY_UPGRADE_SOCK};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use common::telemetry::RUST_LOG;
+use gateway::config::{GATEWAY_ADMIN_LISTEN, GATEWAY_LISTEN, GATEWAY_UPGRADE_SOCK};
 
 use super::servers::EchoUpstream;
 use super::stack::TestGateway;

@@ -1,7 +1,6 @@
 //! The servers a test stands up on 127.0.0.1:0: an echo upstream that records what reached it,
 //! a Better Auth-like JWKS server, and the real task service.
 
-use common::config::GATEWAY_SIGNING_SECRET;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,6 +12,7 @@ use axum::extract::Request;
 use axum::response::{IntoResponse, Json};
 use axum::routing::get;
 use common::config::Env;
+use common::config::GATEWAY_SIGNING_SECRET;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
