@@ -4,7 +4,7 @@
 //!
 //! Both tiers write one access-log line per request (target `gateway::access` or `access`) with
 //! the same field names: `method`, `route` (the route template, never a concrete path),
-//! `status` and `duration_ms`.
+//! `status` and `latency_ms`.
 
 use std::str::FromStr;
 

@@ -160,13 +160,13 @@ pub enum RouteName {
     ListTasks,
     /// `POST /api/{user_id}/tasks`
     CreateTask,
-    /// `GET /api/{user_id}/tasks/{task_id}`
+    /// `GET /api/{user_id}/tasks/{id}`
     GetTask,
-    /// `PUT /api/{user_id}/tasks/{task_id}`
+    /// `PUT /api/{user_id}/tasks/{id}`
     UpdateTask,
-    /// `DELETE /api/{user_id}/tasks/{task_id}`
+    /// `DELETE /api/{user_id}/tasks/{id}`
     DeleteTask,
-    /// `PATCH /api/{user_id}/tasks/{task_id}/complete`
+    /// `PATCH /api/{user_id}/tasks/{id}/complete`
     CompleteTask,
 }
 
@@ -197,8 +197,8 @@ impl RouteName {
     pub fn template(self) -> &'static str {
         match self {
             Self::ListTasks | Self::CreateTask => "/api/{user_id}/tasks",
-            Self::GetTask | Self::UpdateTask | Self::DeleteTask => "/api/{user_id}/tasks/{task_id}",
-            Self::CompleteTask => "/api/{user_id}/tasks/{task_id}/complete",
+            Self::GetTask | Self::UpdateTask | Self::DeleteTask => "/api/{user_id}/tasks/{id}",
+            Self::CompleteTask => "/api/{user_id}/tasks/{id}/complete",
         }
     }
 }

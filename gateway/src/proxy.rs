@@ -345,7 +345,7 @@ impl ProxyHttp for GatewayProxy {
             method = %session.req_header().method,
             route,
             status,
-            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            latency_ms = elapsed.as_secs_f64() * 1000.0,
             user = ctx.principal.as_ref().map(|p| p.sub.as_str()),
             denial = ctx.denial,
             upstream = ctx.upstream.map(tracing::field::display),

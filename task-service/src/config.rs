@@ -87,7 +87,7 @@ mod tests {
     use super::*;
 
     const SECRET: (&str, &str) = (
-        common::config::SIGNING_SECRET_VAR,
+        common::config::GATEWAY_SIGNING_SECRET,
         "0123456789abcdef0123456789abcdef",
     );
 

@@ -14,13 +14,13 @@ use std::time::Instant;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRef, MatchedPath, Request, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::get;
 use common::assertion::AssertionVerifier;
 use common::error::JSON_CONTENT_TYPE;
-use common::headers::{REQUEST_ID, is_well_formed_request_id};
+use common::headers::{REQUEST_ID, request_id};
 use common::metrics::method_label;
 use tracing::Instrument;
 use utoipa::OpenApi;
@@ -137,13 +137,4 @@ fn route_label(matched: Option<&MatchedPath>) -> String {
         || "unmatched".to_owned(),
         |matched| matched.as_str().replace("{task_id}", "{id}"),
     )
-}
-
-/// The gateway's request id when it is a sane token, else a fresh UUID.
-fn request_id(headers: &HeaderMap) -> String {
-    headers
-        .get(REQUEST_ID)
-        .filter(|value| is_well_formed_request_id(value.as_bytes()))
-        .and_then(|value| value.to_str().ok())
-        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
 }

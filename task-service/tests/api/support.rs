@@ -3,10 +3,10 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::assertion::{AssertedRequest, SigningSecret, sign};
-use common::config::{Env, SIGNING_SECRET_VAR};
+pub use common::clock::now_unix;
+use common::config::{Env, GATEWAY_SIGNING_SECRET};
 use common::headers::{GATEWAY_ASSERTION, USER_ID};
 use reqwest::{Method, RequestBuilder};
 use serde_json::Value;
@@ -142,7 +142,7 @@ impl TestApp {
         };
         let mut env = vec![
             (DATABASE_URL.to_owned(), database_url),
-            (SIGNING_SECRET_VAR.to_owned(), SECRET.to_owned()),
+            (GATEWAY_SIGNING_SECRET.to_owned(), SECRET.to_owned()),
         ];
         env.extend(
             extra_env
@@ -339,14 +339,6 @@ pub async fn send(request: RequestBuilder) -> Reply {
         headers,
         text,
     }
-}
-
-/// The current unix time, as the gateway would sign it.
-pub fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs()
 }
 
 /// `{"detail": message}`.

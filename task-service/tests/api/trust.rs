@@ -2,7 +2,7 @@
 //! request: anything else is a 401 that changes nothing.
 
 use common::assertion::{MAX_AGE, SigningSecret};
-use common::config::PREVIOUS_SIGNING_SECRET_VAR;
+use common::config::GATEWAY_SIGNING_SECRET_PREVIOUS;
 use common::headers::{GATEWAY_ASSERTION, USER_ID};
 use reqwest::Method;
 use serde_json::json;
@@ -143,7 +143,7 @@ backend_tests!(
 #[tokio::test]
 async fn the_previous_secret_is_accepted_during_a_rotation() {
     let old = "the-previous-secret-0123456789abcdef";
-    let app = TestApp::spawn_with(Backend::Sqlite, &[(PREVIOUS_SIGNING_SECRET_VAR, old)]).await;
+    let app = TestApp::spawn_with(Backend::Sqlite, &[(GATEWAY_SIGNING_SECRET_PREVIOUS, old)]).await;
     let path = tasks_path(ALICE);
     let signed_with_old = app.assertion(
         &SigningSecret::new(old).expect("long enough"),

@@ -11,9 +11,9 @@ use axum::Router;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Json};
 use axum::routing::get;
-use common::config::Env;
-use common::config::GATEWAY_SIGNING_SECRET;
+use common::config::{Env, GATEWAY_SIGNING_SECRET};
 use serde_json::{Value, json};
+use task_service::config::DATABASE_URL;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -277,7 +277,7 @@ impl TaskService {
     pub async fn start_with_database(addr: SocketAddr, database_url: &str) -> Self {
         let env = Env::from_pairs([
             (GATEWAY_SIGNING_SECRET, SIGNING_SECRET),
-            ("DATABASE_URL", database_url),
+            (DATABASE_URL, database_url),
         ]);
         let config = task_service::Config::from_env(&env).expect("task-service configuration");
         let listener = TcpListener::bind(addr).await.expect("bind task service");
