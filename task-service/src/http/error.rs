@@ -1,8 +1,9 @@
 //! The one error type every handler and extractor returns, rendered as the FastAPI-style JSON
 //! body of [`common::error::ErrorResponse`].
 //!
-//! Database failures become an opaque 500 (or a 503 when the database cannot be reached); their
-//! cause goes to the log, never to the client.
+//! Database failures become an opaque 500 (or a 503 when the database cannot be reached or a
+//! statement ran past `DATABASE_STATEMENT_TIMEOUT_MS`); their cause goes to the log, never to the
+//! client.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -39,7 +40,8 @@ pub enum ApiError {
         status: StatusCode,
         message: &'static str,
     },
-    /// 500, or 503 when the database cannot be reached.
+    /// 500, or 503 when the database cannot be reached or a statement was stopped at its
+    /// deadline.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     /// 500: anything else that should not happen.
@@ -74,6 +76,10 @@ impl ApiError {
                 status,
                 message: text,
             } => message(*status, text),
+            Self::Database(err) if crate::store::is_timeout(err) => message(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The database took too long to answer",
+            ),
             Self::Database(err) if crate::store::is_unavailable(err) => {
                 message(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable")
             }

@@ -94,6 +94,9 @@ pub fn router(state: AppState) -> Result<Router, serde_json::Error> {
 
 /// Gives the request an id (the gateway's, or a new one), runs it inside a span carrying that
 /// id, then records its metrics, writes one access-log line and returns the id to the client.
+/// Every reply, success or error, from a handler, an extractor or a fallback, says
+/// `Cache-Control: no-store`: most carry a user's tasks, and no cache between the tiers or in a
+/// browser may keep them.
 ///
 /// Added with `Router::layer`, so it runs after routing: the matched route template is known,
 /// and the metrics are labelled by it rather than by the concrete path (which holds a user id).
@@ -123,9 +126,11 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
             "request"
         );
     });
+    let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert(REQUEST_ID, value);
+        headers.insert(REQUEST_ID, value);
     }
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 
