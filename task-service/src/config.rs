@@ -69,7 +69,8 @@ impl Config {
 
 /// The database bounds; zero is refused for both (no bound, no connection).
 fn database_limits(env: &Env) -> Result<DatabaseLimits, ConfigError> {
-    let timeout_ms: u64 = env.parse_or(DATABASE_STATEMENT_TIMEOUT_MS, DEFAULT_STATEMENT_TIMEOUT_MS)?;
+    let timeout_ms: u64 =
+        env.parse_or(DATABASE_STATEMENT_TIMEOUT_MS, DEFAULT_STATEMENT_TIMEOUT_MS)?;
     // PostgreSQL's statement_timeout is a 32-bit count of milliseconds.
     if timeout_ms == 0 || timeout_ms > i32::MAX as u64 {
         return Err(ConfigError::new(

@@ -25,11 +25,11 @@ use std::time::{Duration, Instant};
 
 use common::config::ConfigError;
 use sqlx::migrate::Migrator;
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::pool::PoolConnection;
 use sqlx::{ConnectOptions, Connection, Database, Executor};
 
 use crate::Error;
@@ -146,31 +146,50 @@ pub struct Store {
 
 /// One pooled connection, held for one operation. Dropped before [`Lease::finish`] (the request
 /// went away mid-statement), it marks itself abandoned, which stops a SQLite statement at its
-/// next progress check, and closes the connection instead of returning it to the pool, which
-/// stops a PostgreSQL statement at the server's next client check.
+/// next progress check (the connection then returns to the pool, usable); a PostgreSQL lease
+/// instead takes its connection out of the pool and drops it, which closes the socket at once
+/// and so stops the statement at the server's next client check (the pool opens a replacement
+/// when it needs one).
 pub struct Lease<DB: Database> {
-    connection: PoolConnection<DB>,
+    /// `Some` until the lease is dropped.
+    connection: Option<PoolConnection<DB>>,
     abandoned: Arc<AtomicBool>,
-    finished: bool,
+    close_when_abandoned: bool,
 }
 
 impl<DB: Database> Lease<DB> {
+    fn new(
+        connection: PoolConnection<DB>,
+        abandoned: Arc<AtomicBool>,
+        close_when_abandoned: bool,
+    ) -> Self {
+        Self {
+            connection: Some(connection),
+            abandoned,
+            close_when_abandoned,
+        }
+    }
+
     /// The connection to run the operation's statements on.
     pub fn connection(&mut self) -> &mut DB::Connection {
-        &mut self.connection
+        self.connection
+            .as_mut()
+            .expect("a lease holds its connection until it is dropped")
     }
 
     /// The operation ran to its end (success or error): the connection goes back to the pool.
     pub fn finish(mut self) {
-        self.finished = true;
+        drop(self.connection.take());
     }
 }
 
 impl<DB: Database> Drop for Lease<DB> {
     fn drop(&mut self) {
-        if !self.finished {
+        if let Some(connection) = self.connection.take() {
             self.abandoned.store(true, Ordering::Relaxed);
-            self.connection.close_on_drop();
+            if self.close_when_abandoned {
+                drop(connection.detach());
+            }
         }
     }
 }
@@ -236,7 +255,13 @@ impl Store {
                     .journal_mode(SqliteJournalMode::Wal)
                     .synchronous(SqliteSynchronous::Normal)
                     .busy_timeout(SQLITE_BUSY_TIMEOUT);
-                migrate(&options, &SQLITE_MIGRATIONS).await?;
+                check_connection(&options).await?;
+                // One connection of its own, without the pool's deadline.
+                let migrations = SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .connect_lazy_with(options.clone());
+                SQLITE_MIGRATIONS.run(&migrations).await?;
+                migrations.close().await;
                 let pool = SqlitePoolOptions::new()
                     .max_connections(limits.max_connections.unwrap_or(SQLITE_MAX_CONNECTIONS))
                     .acquire_timeout(ACQUIRE_TIMEOUT)
@@ -244,7 +269,12 @@ impl Store {
                 Pool::Sqlite(pool)
             }
             DatabaseOptions::Postgres(options) => {
-                migrate(&options, &POSTGRES_MIGRATIONS).await?;
+                check_connection(&options).await?;
+                let migrations = PgPoolOptions::new()
+                    .max_connections(1)
+                    .connect_lazy_with(options.clone());
+                POSTGRES_MIGRATIONS.run(&migrations).await?;
+                migrations.close().await;
                 let timeout_ms = limits.statement_timeout.as_millis().to_string();
                 let pool = PgPoolOptions::new()
                     .max_connections(limits.max_connections.unwrap_or(POSTGRES_MAX_CONNECTIONS))
@@ -341,22 +371,14 @@ impl LeasePool<sqlx::Sqlite> for SqlitePool {
             .set_progress_handler(SQLITE_PROGRESS_INSTRUCTIONS, move || {
                 !stop.load(Ordering::Relaxed) && Instant::now() < deadline
             });
-        Ok(Lease {
-            connection,
-            abandoned,
-            finished: false,
-        })
+        Ok(Lease::new(connection, abandoned, false))
     }
 }
 
 impl LeasePool<sqlx::Postgres> for PgPool {
     async fn lease(&self, _timeout: Duration) -> Result<Lease<sqlx::Postgres>, sqlx::Error> {
         // The server enforces the timeout: every connection's session has it (bound_session).
-        Ok(Lease {
-            connection: self.acquire().await?,
-            abandoned: Arc::new(AtomicBool::new(false)),
-            finished: false,
-        })
+        Ok(Lease::new(self.acquire().await?, Arc::default(), true))
     }
 }
 
@@ -394,18 +416,15 @@ async fn bound_session(
     connection.execute(query).await.map(|_| ())
 }
 
-/// Opens one connection, applies the migrations on it and closes it. A pool retries failed
-/// connections until its acquire timeout and then reports only "timed out"; one direct attempt
-/// fails at once with the cause ("connection refused", "password authentication failed",
-/// "unable to open database file").
-async fn migrate<O>(options: &O, migrator: &Migrator) -> Result<(), Error>
+/// Opens one connection and closes it again. A pool retries failed connections until its acquire
+/// timeout and then reports only "timed out"; one direct attempt fails at once with the cause
+/// ("connection refused", "password authentication failed", "unable to open database file").
+async fn check_connection<O>(options: &O) -> Result<(), Error>
 where
     O: ConnectOptions,
-    O::Connection: Sized + sqlx::migrate::Migrate,
-    for<'c> &'c mut O::Connection: sqlx::Acquire<'c, Connection = &'c mut O::Connection>,
+    O::Connection: Sized,
 {
-    let mut connection = options.connect().await.map_err(Error::Connect)?;
-    migrator.run(&mut connection).await?;
+    let connection = options.connect().await.map_err(Error::Connect)?;
     connection.close().await.map_err(Error::Connect)
 }
 

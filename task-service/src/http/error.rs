@@ -30,6 +30,9 @@ pub enum ApiError {
     /// 415: a body that is not declared as JSON.
     #[error("body is not declared as JSON")]
     UnsupportedMediaType,
+    /// 429: the user already runs as many keyword searches as one user may at once.
+    #[error("too many searches at once for this user")]
+    TooManySearches,
     /// 422: the request's path, query or body failed validation.
     #[error("validation failed")]
     Validation(Vec<ValidationIssue>),
@@ -70,6 +73,10 @@ impl ApiError {
             Self::UnsupportedMediaType => message(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "Expected a request body with Content-Type: application/json",
+            ),
+            Self::TooManySearches => message(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many searches at once; try again when one has finished",
             ),
             Self::Validation(issues) => ErrorResponse::validation(issues.clone()),
             Self::Unreadable {

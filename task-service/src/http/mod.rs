@@ -40,6 +40,7 @@ pub struct AppState {
     store: Store,
     verifier: Arc<AssertionVerifier>,
     metrics: Metrics,
+    searches: Arc<tasks::SearchSlots>,
 }
 
 impl AppState {
@@ -49,6 +50,7 @@ impl AppState {
             store,
             verifier: Arc::new(verifier),
             metrics,
+            searches: Arc::default(),
         }
     }
 
@@ -60,6 +62,11 @@ impl AppState {
     /// This instance's metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// The keyword searches running now, per user.
+    pub fn searches(&self) -> &Arc<tasks::SearchSlots> {
+        &self.searches
     }
 }
 

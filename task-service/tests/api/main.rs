@@ -8,6 +8,7 @@ mod errors;
 mod isolation;
 mod listing;
 mod operations;
+mod search;
 mod startup;
 mod tasks;
 mod trust;

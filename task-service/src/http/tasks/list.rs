@@ -16,7 +16,7 @@ use crate::http::AppState;
 use crate::http::auth::User;
 use crate::http::error::ApiError;
 use crate::http::extract::{Problem, one_of, string};
-use crate::http::openapi::{ApiErrors, UserPath};
+use crate::http::openapi::{ApiErrors, ErrorMessage, UserPath};
 use crate::store::{Backend, KEYWORD_INDEX_MIN_CHARS, run_query};
 
 /// The page size when the client gives none, and the largest it may ask for.
@@ -87,11 +87,7 @@ impl ListQuery {
             // The index finds the candidates; the `like` above decides, so the results are
             // the same with or without it.
             if keyword.uses_index() {
-                let _ = write!(
-                    conditions,
-                    " and {}",
-                    backend.keyword_index_condition(next)
-                );
+                let _ = write!(conditions, " and {}", backend.keyword_index_condition(next));
                 next += 1;
             }
         }
@@ -268,7 +264,8 @@ fn escape_like(keyword: &str) -> String {
 ///
 /// Filtered by `status` (or `status_filter`) and keyword `q` (case-insensitive, in the title or
 /// the description), sorted, and paged; `X-Total-Count` gives the number of matching tasks
-/// before paging.
+/// before paging. A user runs at most two searches at once; further ones wait up to five
+/// seconds for a turn, then get a 429.
 #[utoipa::path(
     get,
     path = "/api/{user_id}/tasks",
@@ -285,6 +282,7 @@ fn escape_like(keyword: &str) -> String {
     responses(
         (status = 200, description = "The matching tasks", body = [Task],
             headers(("X-Total-Count" = i64, description = "Matching tasks before paging"))),
+        (status = 429, description = "The user already runs two searches", body = ErrorMessage),
         ApiErrors,
     )
 )]
@@ -293,6 +291,18 @@ pub(super) async fn list_tasks(
     State(state): State<AppState>,
     query: ListQuery,
 ) -> Result<impl IntoResponse, ApiError> {
+    // A search waits for one of its user's few slots, so that one user's searches cannot take
+    // every connection; the slot is held until the reply is built.
+    let _slot = match &query.keyword {
+        Some(_) => Some(
+            state
+                .searches()
+                .acquire(user.id())
+                .await
+                .ok_or(ApiError::TooManySearches)?,
+        ),
+        None => None,
+    };
     let backend = state.store().backend();
     let (conditions, next) = query.conditions(backend);
     let count_sql = format!("select count(*) from tasks where {conditions}");

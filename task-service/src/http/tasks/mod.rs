@@ -8,6 +8,9 @@
 
 mod input;
 mod list;
+mod search_slots;
+
+pub use self::search_slots::SearchSlots;
 
 use axum::Json;
 use axum::extract::{OriginalUri, State};
