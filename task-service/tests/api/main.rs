@@ -3,6 +3,7 @@
 
 mod support;
 
+mod caching;
 mod concurrency;
 mod errors;
 mod isolation;

@@ -172,6 +172,7 @@ async fn a_statement_past_its_deadline_is_stopped_with_a_503(app: TestApp) {
         .await;
     reply.expect_status(503);
     assert_eq!(reply.json(), detail("The database took too long to answer"));
+    assert_eq!(reply.header("cache-control"), Some("no-store"));
     assert!(
         started.elapsed() < Duration::from_secs(2),
         "the statement ran for {:?}",
@@ -245,6 +246,45 @@ async fn a_search_whose_client_went_away_stops(app: TestApp) {
     }
 }
 
+/// A long deadline, so that only the per-user slots limit the slow searches.
+fn long_deadline() -> Vec<(&'static str, &'static str)> {
+    vec![(DATABASE_STATEMENT_TIMEOUT_MS, "120000")]
+}
+
+async fn one_user_runs_at_most_two_searches_at_once(app: TestApp) {
+    app.seed_tasks(ALICE, 10_000, SLOW_TITLE, &slow_description())
+        .await;
+    let needle = app.create_task(BOB, "bob's needle").await;
+    let slow_path = format!("{}?q={}", tasks_path(ALICE), slow_keyword());
+    let started = Instant::now();
+    let searches: Vec<_> = (0..3)
+        .map(|_| tokio::spawn(app.signed(ALICE, Method::GET, &slow_path).send()))
+        .collect();
+
+    // Another user's search is not held up by them.
+    let (found, _) = app.list(BOB, "?q=needle").await;
+    assert_eq!(ids(&found), ids(&[needle]));
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // Two run (for many seconds); the third waits for a slot and is refused after five.
+    let (first, _, running) = futures::future::select_all(searches).await;
+    let refused = first.expect("request task").expect("a reply");
+    assert_eq!(refused.status(), 429);
+    assert!(started.elapsed() >= Duration::from_secs(5));
+    let body: Value = refused.json().await.expect("JSON body");
+    assert_eq!(
+        body,
+        detail("Too many searches at once; try again when one has finished")
+    );
+    for search in running {
+        search.abort();
+    }
+}
+
 /// `%`-encodes everything but ASCII letters and digits.
 fn urlencode(text: &str) -> String {
     text.bytes()
@@ -270,3 +310,5 @@ backend_tests!(env = one_connection; search_reads_the_trigram_index);
 backend_tests!(env = short_deadline; a_statement_past_its_deadline_is_stopped_with_a_503);
 
 backend_tests!(env = one_connection_long_deadline; a_search_whose_client_went_away_stops);
+
+backend_tests!(env = long_deadline; one_user_runs_at_most_two_searches_at_once);
