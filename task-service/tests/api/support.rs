@@ -426,6 +426,14 @@ pub async fn send(request: RequestBuilder) -> Reply {
     }
 }
 
+/// The latency at `fraction` (0.99 for p99) of a sorted list, by nearest rank; zero when empty.
+pub fn percentile(sorted: &[std::time::Duration], fraction: f64) -> std::time::Duration {
+    let Some(last) = sorted.len().checked_sub(1) else {
+        return std::time::Duration::ZERO;
+    };
+    sorted[(last as f64 * fraction).round() as usize]
+}
+
 /// The current unix time, as the gateway would sign it.
 pub fn now_unix() -> u64 {
     SystemTime::now()
