@@ -77,11 +77,11 @@ async fn search_finds_tasks_after_creates_updates_and_deletes(app: TestApp) {
     );
     assert_eq!(
         ids(&app.list(ALICE, "?q=nual%20sum").await.0),
-        ids(&[report.clone()])
+        ids(std::slice::from_ref(&report))
     );
     assert_eq!(
         ids(&app.list(ALICE, "?q=AUDITOR").await.0),
-        ids(&[report.clone()])
+        ids(std::slice::from_ref(&report))
     );
 
     app.call(ALICE, Method::DELETE, &task_path(ALICE, &report), None)
@@ -105,7 +105,7 @@ async fn search_reads_the_trigram_index(app: TestApp) {
         Backend::Sqlite => {
             assert_eq!(
                 ids(&app.list(ALICE, "?q=needle").await.0),
-                ids(&[task.clone()])
+                ids(std::slice::from_ref(&task))
             );
             let mut db = sqlx::SqliteConnection::connect(&app.database_url)
                 .await
@@ -141,7 +141,7 @@ async fn search_reads_the_trigram_index(app: TestApp) {
             let before = scans().await;
             for _ in 0..3 {
                 let (tasks, _) = app.list(ALICE, "?q=needle").await;
-                assert_eq!(ids(&tasks), ids(&[task.clone()]));
+                assert_eq!(ids(&tasks), ids(std::slice::from_ref(&task)));
             }
             // A server process publishes its statistics at the end of a transaction at most once
             // a second (or after ten idle seconds): one more search a second later flushes them.

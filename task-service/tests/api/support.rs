@@ -427,6 +427,8 @@ pub async fn send(request: RequestBuilder) -> Reply {
 }
 
 /// The latency at `fraction` (0.99 for p99) of a sorted list, by nearest rank; zero when empty.
+/// For the benches, which share this file.
+#[allow(dead_code)]
 pub fn percentile(sorted: &[std::time::Duration], fraction: f64) -> std::time::Duration {
     let Some(last) = sorted.len().checked_sub(1) else {
         return std::time::Duration::ZERO;
