@@ -30,7 +30,8 @@ pub enum ApiError {
     /// 415: a body that is not declared as JSON.
     #[error("body is not declared as JSON")]
     UnsupportedMediaType,
-    /// 429: the user already runs as many keyword searches as one user may at once.
+    /// 429 with `Retry-After`: the user already runs as many keyword searches as one user may at
+    /// once.
     #[error("too many searches at once for this user")]
     TooManySearches,
     /// 422: the request's path, query or body failed validation.
@@ -105,7 +106,13 @@ impl IntoResponse for ApiError {
             // request's span adds its request id.
             tracing::error!(error = %self, status = reply.status.as_u16(), "request failed");
         }
-        error_response(&reply)
+        let mut response = error_response(&reply);
+        if matches!(self, Self::TooManySearches) {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
     }
 }
 

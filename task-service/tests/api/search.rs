@@ -274,6 +274,10 @@ async fn one_user_runs_at_most_two_searches_at_once(app: TestApp) {
     let (first, _, running) = futures::future::select_all(searches).await;
     let refused = first.expect("request task").expect("a reply");
     assert_eq!(refused.status(), 429);
+    assert_eq!(
+        refused.headers().get("retry-after").map(|v| v.as_bytes()),
+        Some(&b"1"[..])
+    );
     assert!(started.elapsed() >= Duration::from_secs(5));
     let body: Value = refused.json().await.expect("JSON body");
     assert_eq!(
