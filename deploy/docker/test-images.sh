@@ -86,12 +86,20 @@ ensure_mmdebstrap() {
         || fail "mmdebstrap could not be installed"
 }
 
-# debian:bookworm-slim: a minbase rootfs.
+# debian:bookworm-slim: a minbase rootfs without documentation, manual pages and translations
+# (but with the copyright files), as the official slim image is made.
 build_runtime_base() {
     ensure_mmdebstrap
     local sources
     mapfile -t sources < <(debian_sources)
-    mmdebstrap --quiet --variant=minbase "$DEBIAN_RELEASE" - "${sources[@]}" \
+    mmdebstrap --quiet --variant=minbase \
+        --dpkg-opt='path-exclude=/usr/share/doc/*' \
+        --dpkg-opt='path-include=/usr/share/doc/*/copyright' \
+        --dpkg-opt='path-exclude=/usr/share/man/*' \
+        --dpkg-opt='path-exclude=/usr/share/info/*' \
+        --dpkg-opt='path-exclude=/usr/share/locale/*' \
+        --dpkg-opt='path-exclude=/usr/share/lintian/*' \
+        "$DEBIAN_RELEASE" - "${sources[@]}" \
         | docker import --change 'CMD ["bash"]' - "$RUNTIME_BASE" >/dev/null
 }
 
