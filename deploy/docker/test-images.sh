@@ -87,20 +87,22 @@ ensure_mmdebstrap() {
 }
 
 # debian:bookworm-slim: a minbase rootfs without documentation, manual pages and translations
-# (but with the copyright files), as the official slim image is made.
+# (but with the copyright files), as the official slim image is made. The merged-usr hook lays
+# out /usr without the usrmerge package, which would pull in perl.
 build_runtime_base() {
     ensure_mmdebstrap
     local sources
     mapfile -t sources < <(debian_sources)
-    mmdebstrap --quiet --variant=minbase \
-        --dpkg-opt='path-exclude=/usr/share/doc/*' \
-        --dpkg-opt='path-include=/usr/share/doc/*/copyright' \
-        --dpkg-opt='path-exclude=/usr/share/man/*' \
-        --dpkg-opt='path-exclude=/usr/share/info/*' \
-        --dpkg-opt='path-exclude=/usr/share/locale/*' \
-        --dpkg-opt='path-exclude=/usr/share/lintian/*' \
-        "$DEBIAN_RELEASE" - "${sources[@]}" \
-        | docker import --change 'CMD ["bash"]' - "$RUNTIME_BASE" >/dev/null
+    mmdebstrap --quiet --variant=minbase --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
+        --dpkgopt='path-exclude=/usr/share/doc/*' \
+        --dpkgopt='path-include=/usr/share/doc/*/copyright' \
+        --dpkgopt='path-exclude=/usr/share/man/*' \
+        --dpkgopt='path-exclude=/usr/share/info/*' \
+        --dpkgopt='path-exclude=/usr/share/locale/*' \
+        --dpkgopt='path-exclude=/usr/share/lintian/*' \
+        "$DEBIAN_RELEASE" "$WORK/runtime.tar" "${sources[@]}"
+    docker import --change 'CMD ["bash"]' "$WORK/runtime.tar" "$RUNTIME_BASE" >/dev/null
+    rm -f "$WORK/runtime.tar"
 }
 
 # rust:1.95-slim-bookworm: the same rootfs with a C toolchain, cmake, this machine's Rust
@@ -121,12 +123,13 @@ build_builder_base() {
         --customize-hook="mkdir -p \"\$1/usr/local/rust\" && tar -C '$sysroot' --exclude=./share/doc -c . | tar -C \"\$1/usr/local/rust\" -x" \
         --customize-hook="cp /usr/local/share/ca-certificates/*.crt \"\$1/usr/local/share/ca-certificates/\" 2>/dev/null || true" \
         --customize-hook='chroot "$1" update-ca-certificates >/dev/null' \
-        "$DEBIAN_RELEASE" - "${sources[@]}" \
-        | docker import \
-            --change 'ENV CARGO_HOME=/usr/local/cargo' \
-            --change 'ENV PATH=/usr/local/cargo/bin:/usr/local/rust/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-            --change 'CMD ["bash"]' \
-            - "$BUILDER_BASE" >/dev/null
+        "$DEBIAN_RELEASE" "$WORK/builder.tar" "${sources[@]}"
+    docker import \
+        --change 'ENV CARGO_HOME=/usr/local/cargo' \
+        --change 'ENV PATH=/usr/local/cargo/bin:/usr/local/rust/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+        --change 'CMD ["bash"]' \
+        "$WORK/builder.tar" "$BUILDER_BASE" >/dev/null
+    rm -f "$WORK/builder.tar"
 }
 
 ensure_base_image() {
@@ -138,6 +141,7 @@ ensure_base_image() {
     fi
     step "$image cannot be pulled: building it from Debian's packages"
     local start=$SECONDS
+    # Each builder imports only a rootfs that mmdebstrap finished.
     "$builder" || fail "could not build $image"
     echo "built $image in $((SECONDS - start)) s, $(image_size "$image")"
 }
