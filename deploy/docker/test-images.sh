@@ -100,9 +100,9 @@ build_runtime_base() {
         --dpkgopt='path-exclude=/usr/share/info/*' \
         --dpkgopt='path-exclude=/usr/share/locale/*' \
         --dpkgopt='path-exclude=/usr/share/lintian/*' \
-        "$DEBIAN_RELEASE" "$WORK/runtime.tar" "${sources[@]}"
-    docker import --change 'CMD ["bash"]' "$WORK/runtime.tar" "$RUNTIME_BASE" >/dev/null
-    rm -f "$WORK/runtime.tar"
+        "$DEBIAN_RELEASE" "$WORK/runtime.tar" "${sources[@]}" \
+        && docker import --change 'CMD ["bash"]' "$WORK/runtime.tar" "$RUNTIME_BASE" \
+        && rm -f "$WORK/runtime.tar"
 }
 
 # rust:1.95-slim-bookworm: the same rootfs with a C toolchain, cmake, this machine's Rust
@@ -122,14 +122,14 @@ build_builder_base() {
         --include=ca-certificates,gcc,g++,libc6-dev,make,cmake,pkg-config \
         --customize-hook="mkdir -p \"\$1/usr/local/rust\" && tar -C '$sysroot' --exclude=./share/doc -c . | tar -C \"\$1/usr/local/rust\" -x" \
         --customize-hook="cp /usr/local/share/ca-certificates/*.crt \"\$1/usr/local/share/ca-certificates/\" 2>/dev/null || true" \
-        --customize-hook='chroot "$1" update-ca-certificates >/dev/null' \
-        "$DEBIAN_RELEASE" "$WORK/builder.tar" "${sources[@]}"
-    docker import \
-        --change 'ENV CARGO_HOME=/usr/local/cargo' \
-        --change 'ENV PATH=/usr/local/cargo/bin:/usr/local/rust/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-        --change 'CMD ["bash"]' \
-        "$WORK/builder.tar" "$BUILDER_BASE" >/dev/null
-    rm -f "$WORK/builder.tar"
+        --customize-hook='chroot "$1" update-ca-certificates' \
+        "$DEBIAN_RELEASE" "$WORK/builder.tar" "${sources[@]}" \
+        && docker import \
+            --change 'ENV CARGO_HOME=/usr/local/cargo' \
+            --change 'ENV PATH=/usr/local/cargo/bin:/usr/local/rust/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+            --change 'CMD ["bash"]' \
+            "$WORK/builder.tar" "$BUILDER_BASE" \
+        && rm -f "$WORK/builder.tar"
 }
 
 ensure_base_image() {
@@ -140,9 +140,12 @@ ensure_base_image() {
         return 0
     fi
     step "$image cannot be pulled: building it from Debian's packages"
-    local start=$SECONDS
+    local start=$SECONDS log="$WORK/base-image.log"
     # Each builder imports only a rootfs that mmdebstrap finished.
-    "$builder" || fail "could not build $image"
+    if ! "$builder" >"$log" 2>&1; then
+        tail -n 40 "$log" >&2
+        fail "could not build $image"
+    fi
     echo "built $image in $((SECONDS - start)) s, $(image_size "$image")"
 }
 
@@ -212,26 +215,29 @@ check_hardening() {
 # a read-only root filesystem, no capabilities, no privilege escalation.
 HARDENED=(--network host --read-only --cap-drop ALL --security-opt no-new-privileges)
 
+# Starts tier $1 from image $2 hardened, with the rest as `docker run` options, and waits until
+# its HEALTHCHECK says healthy.
+start_tier() {
+    local tier=$1 image=$2
+    shift 2
+    docker run -d --name "$NAME-$tier" "${HARDENED[@]}" -e LOG_FORMAT=plain "$@" "$image" >/dev/null
+    wait_healthy "$NAME-$tier"
+}
+
 start_task_service() {
-    docker run -d --name "$NAME-task-service" "${HARDENED[@]}" \
+    start_tier task-service "$TASK_SERVICE_IMAGE" \
         --tmpfs /app/data:rw,uid=10001,gid=10001,mode=0700 \
         -e TASK_SERVICE_LISTEN="127.0.0.1:$TASK_SERVICE_PORT" \
-        -e GATEWAY_SIGNING_SECRET="$SIGNING_SECRET" \
-        -e LOG_FORMAT=plain \
-        "$TASK_SERVICE_IMAGE" >/dev/null
-    wait_healthy "$NAME-task-service"
+        -e GATEWAY_SIGNING_SECRET="$SIGNING_SECRET"
 }
 
 start_gateway() {
-    docker run -d --name "$NAME-gateway" "${HARDENED[@]}" --tmpfs /tmp \
+    start_tier gateway "$GATEWAY_IMAGE" --tmpfs /tmp \
         -e GATEWAY_LISTEN="127.0.0.1:$GATEWAY_PORT" \
         -e GATEWAY_ADMIN_LISTEN="127.0.0.1:$ADMIN_PORT" \
         -e TASK_SERVICE_URL="http://127.0.0.1:$TASK_SERVICE_PORT" \
         -e BETTER_AUTH_SECRET="$AUTH_SECRET" \
-        -e GATEWAY_SIGNING_SECRET="$SIGNING_SECRET" \
-        -e LOG_FORMAT=plain \
-        "$GATEWAY_IMAGE" >/dev/null
-    wait_healthy "$NAME-gateway"
+        -e GATEWAY_SIGNING_SECRET="$SIGNING_SECRET"
 }
 
 # curl against the gateway with the test user's token; prints the body, then the status on its
