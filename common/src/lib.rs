@@ -10,6 +10,7 @@
 //! - [`config`]: reading typed configuration from environment variables, one error line per bad
 //!   variable.
 //! - [`telemetry`]: logging set-up (env filter, JSON or plain output, the `log` bridge).
+//! - [`healthcheck`]: the `healthcheck` subcommand's probe of a service's own listener.
 //!
 //! This crate depends on neither axum nor pingora, so both tiers can use it.
 
@@ -18,5 +19,6 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod headers;
+pub mod healthcheck;
 pub mod metrics;
 pub mod telemetry;

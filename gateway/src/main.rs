@@ -1,7 +1,11 @@
-//! The `gateway` binary: serve (the default), or mint a development token.
+//! The `gateway` binary: serve (the default), mint a development token, or check the health of
+//! a running gateway.
+
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use common::config::{Env, exit_on_error};
+use common::healthcheck;
 use common::telemetry::{self, LogSettings};
 use gateway::mint::{MintRequest, mint_token, parse_ttl};
 use gateway::{Config, Gateway};
@@ -31,15 +35,25 @@ enum Command {
         #[arg(long, default_value = "1h", value_parser = parse_ttl)]
         ttl: std::time::Duration,
     },
+    /// Exit 0 when the gateway configured by the same environment answers `/readyz` with 200 on
+    /// GATEWAY_ADMIN_LISTEN, 1 otherwise: the container's HEALTHCHECK.
+    Healthcheck,
 }
 
-fn main() {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     let env = Env::from_process();
-    if let Some(Command::MintToken { sub, email, ttl }) = cli.command {
-        let token = exit_on_error(mint_token(&env, &MintRequest { sub, email, ttl }));
-        println!("{token}");
-        return;
+    match cli.command {
+        Some(Command::MintToken { sub, email, ttl }) => {
+            let token = exit_on_error(mint_token(&env, &MintRequest { sub, email, ttl }));
+            println!("{token}");
+            return ExitCode::SUCCESS;
+        }
+        Some(Command::Healthcheck) => {
+            let config = exit_on_error(Config::from_env(&env));
+            return healthcheck::run(config.admin_listen, "/readyz");
+        }
+        None => {}
     }
     let config = exit_on_error(Config::from_env(&env));
     telemetry::init(&exit_on_error(LogSettings::from_env(&env)));
@@ -47,6 +61,7 @@ fn main() {
         Gateway::build(&config).and_then(|gateway| gateway.run_server(&config, cli.upgrade));
     if let Err(err) = result {
         eprintln!("error: gateway failed: {err}");
-        std::process::exit(1);
+        return ExitCode::FAILURE;
     }
+    ExitCode::SUCCESS
 }

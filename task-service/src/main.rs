@@ -1,5 +1,7 @@
 //! The task-service binary: read the configuration, set up logging, bind, and serve until
 //! SIGTERM or SIGINT. Everything else lives in the library, which tests start the same way.
+//! `task-service healthcheck` instead checks a running service on the same configuration: exit
+//! 0 when `/readyz` on TASK_SERVICE_LISTEN answers 200, 1 otherwise (the container's HEALTHCHECK).
 
 use std::process::ExitCode;
 
@@ -11,6 +13,9 @@ use tokio::net::TcpListener;
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = exit_on_error(Config::from_env(&Env::from_process()));
+    if std::env::args().nth(1).as_deref() == Some("healthcheck") {
+        return common::healthcheck::run(config.listen, "/readyz");
+    }
     common::telemetry::init(&config.log);
     let listener = match TcpListener::bind(config.listen).await {
         Ok(listener) => listener,

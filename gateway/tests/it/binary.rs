@@ -1,4 +1,5 @@
-//! The real `gateway` binary: configuration errors, `mint-token`, SIGTERM and graceful upgrade.
+//! The real `gateway` binary: configuration errors, `mint-token`, `healthcheck`, SIGTERM and
+//! graceful upgrade.
 
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -113,6 +114,36 @@ async fn status_of(client: &reqwest::Client, url: &str, token: &str) -> u16 {
         Ok(response) => response.status().as_u16(),
         Err(_) => 0,
     }
+}
+
+#[tokio::test]
+async fn healthcheck_asks_the_configured_admin_listener() {
+    let upstream = EchoUpstream::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (vars, _listen, admin) = binary_vars(&upstream, &dir.path().join("upgrade.sock"));
+    let pairs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    // Nothing listens there yet: unhealthy, with one line naming the address it asked.
+    let before = run(&["healthcheck"], &pairs);
+    assert!(!before.status.success());
+    let stderr = String::from_utf8_lossy(&before.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!("http://{admin}/readyz")),
+        "{stderr}"
+    );
+
+    let _served = serve(&vars, false);
+    let client = reqwest::Client::new();
+    eventually("the binary to be ready", || async {
+        status_of(&client, &format!("http://{admin}/readyz"), "").await == 200
+    })
+    .await;
+    let ready = run(&["healthcheck"], &pairs);
+    assert!(
+        ready.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ready.stderr)
+    );
 }
 
 #[tokio::test]

@@ -25,6 +25,21 @@ async fn run_binary(dir: &Path, env: &[(&str, &str)]) -> Output {
         .expect("run the task-service binary")
 }
 
+/// Runs `task-service healthcheck` against a service configured to listen on `listen`.
+async fn healthcheck(dir: &Path, listen: &str) -> Output {
+    Command::new(BINARY)
+        .arg("healthcheck")
+        .env_clear()
+        .envs([
+            ("GATEWAY_SIGNING_SECRET", SECRET),
+            ("TASK_SERVICE_LISTEN", listen),
+        ])
+        .current_dir(dir)
+        .output()
+        .await
+        .expect("run task-service healthcheck")
+}
+
 /// Asserts a failed start with exactly one stderr line that names `variable`.
 #[track_caller]
 fn assert_refused(output: &Output, variable: &str) {
@@ -129,6 +144,16 @@ async fn the_binary_serves_with_defaults_and_stops_on_sigterm() {
         .await
         .expect("reach /healthz");
     assert_eq!(health.status(), 200);
+    // `healthcheck` (the image's HEALTHCHECK) asks /readyz where TASK_SERVICE_LISTEN says.
+    let ready = healthcheck(dir.path(), &address).await;
+    assert!(ready.status.success(), "{ready:?}");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .to_string();
+    let refused = healthcheck(dir.path(), &closed).await;
+    assert!(!refused.status.success(), "healthy where nothing listens");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains(&closed));
     assert!(
         dir.path().join("data/tasks.db").exists(),
         "the default SQLite file is created under ./data"
