@@ -46,6 +46,12 @@ impl UserRateLimit {
     pub fn admit(&self, principal: &Principal) -> bool {
         self.rate.observe(&principal.sub.as_str(), 1) <= self.limit
     }
+
+    /// Whether [`Self::admit`] would let `principal` through now, without counting a request
+    /// (for `POST /explain`, which must not spend a user's budget).
+    pub fn would_admit(&self, principal: &Principal) -> bool {
+        self.rate.observe(&principal.sub.as_str(), 0) < self.limit
+    }
 }
 
 #[cfg(test)]
