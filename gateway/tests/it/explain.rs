@@ -10,6 +10,9 @@ use crate::support::stack::TestGateway;
 use crate::support::tokens::{Ed25519Key, better_auth_claims, claims_for, hs256, with_claims};
 use gateway::config::GATEWAY_ADMIN_TOKEN;
 
+/// A request to explain and send: method, path and bearer token.
+type Request<'a> = (&'a str, &'a str, Option<&'a str>);
+
 const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdefghij";
 
 struct Stack {
@@ -111,7 +114,7 @@ fn outcome<'a>(answer: &'a Value, check: &str) -> &'a str {
 /// the check named `failed` the one that failed (`None`: every check passed or was not asked).
 async fn assert_explained(
     stack: &Stack,
-    (method, path, token): (&str, &str, Option<&str>),
+    (method, path, token): Request<'_>,
     expected: (Option<u16>, Option<&str>),
     failed: Option<&str>,
 ) -> Value {
@@ -235,7 +238,7 @@ async fn explanations_match_what_the_proxy_does_for_every_kind_of_request() {
         "no issuer set for HS256"
     );
 
-    let cases: [((&str, &str, Option<&str>), (u16, &str), &str); 10] = [
+    let cases: [(Request, (u16, &str), &str); 10] = [
         (
             ("GET", "/api/alice/../bob/tasks", Some(&eddsa)),
             (400, "bad_path"),
