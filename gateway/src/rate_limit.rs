@@ -89,7 +89,10 @@ mod tests {
         }
         // Unless the window rolls over between them, the third request is the one refused.
         let admitted = (0..3).filter(|_| limit.admit(&alice)).count();
-        assert!(admitted >= 2, "the questions spent the budget: {admitted} admitted");
+        assert!(
+            admitted >= 2,
+            "the questions spent the budget: {admitted} admitted"
+        );
         if admitted == 2 {
             assert!(!limit.would_admit(&alice));
         }

@@ -358,3 +358,50 @@ async fn the_binary_serves_http2_over_tls_and_logs_a_refused_certificate() {
     // Let the runtime notice nothing else; the child is killed on drop.
     tokio::time::sleep(Duration::from_millis(10)).await;
 }
+
+#[test]
+fn tls_misconfiguration_stops_the_binary_with_one_line_naming_the_variable() {
+    let (good, other) = (Certificate::generate(), Certificate::generate());
+    let files = CertificateFiles::with(&good);
+    let mismatched = CertificateFiles::with(&good);
+    write_atomically(&mismatched.key(), &other.key_pem);
+    let cert = files.cert().display().to_string();
+    let key = files.key().display().to_string();
+    let missing = files.dir.path().join("missing.pem").display().to_string();
+    let (mismatched_cert, mismatched_key) = (
+        mismatched.cert().display().to_string(),
+        mismatched.key().display().to_string(),
+    );
+    let cases: [(Vec<(&str, &str)>, &str); 4] = [
+        (vec![(GATEWAY_TLS_CERT, &cert)], GATEWAY_TLS_KEY),
+        (vec![(GATEWAY_TLS_KEY, &key)], GATEWAY_TLS_CERT),
+        (
+            vec![(GATEWAY_TLS_CERT, &missing), (GATEWAY_TLS_KEY, &key)],
+            GATEWAY_TLS_CERT,
+        ),
+        (
+            vec![
+                (GATEWAY_TLS_CERT, &mismatched_cert),
+                (GATEWAY_TLS_KEY, &mismatched_key),
+            ],
+            GATEWAY_TLS_KEY,
+        ),
+    ];
+    for (tls_vars, variable) in cases {
+        let vars = TestGateway::builder("http://127.0.0.1:9")
+            .shared_secret()
+            .vars(&tls_vars)
+            .into_vars();
+        let output = Command::new(GATEWAY_BINARY)
+            .env_clear()
+            .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .expect("the binary runs");
+        assert!(!output.status.success(), "{variable}: started");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{variable}: {stderr}");
+        assert!(lines[0].contains(variable), "{variable}: {stderr}");
+        assert!(!stderr.contains("PRIVATE KEY"), "key material in {stderr}");
+    }
+}
