@@ -3,9 +3,10 @@
 
 use serde_json::{Value, json};
 
+use crate::adversarial::Arena;
 use crate::support::clients::RawResponse;
 use crate::support::now;
-use crate::support::servers::{EchoUpstream, JwksServer};
+use crate::support::servers::EchoUpstream;
 use crate::support::stack::TestGateway;
 use crate::support::tokens::{Ed25519Key, better_auth_claims, claims_for, hs256, with_claims};
 use gateway::config::GATEWAY_ADMIN_TOKEN;
@@ -15,30 +16,10 @@ type Request<'a> = (&'a str, &'a str, Option<&'a str>);
 
 const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdefghij";
 
-struct Stack {
-    gateway: TestGateway,
-    upstream: EchoUpstream,
-    jwks: JwksServer,
-    key: Ed25519Key,
-}
-
-/// A gateway taking Better Auth (EdDSA, JWKS) and HS256 tokens, with the admin API on.
-async fn stack() -> Stack {
-    let key = Ed25519Key::generate("key-1");
-    let jwks = JwksServer::start(vec![key.jwk()]).await;
-    let upstream = EchoUpstream::start().await;
-    let gateway = TestGateway::builder(&upstream.url())
-        .shared_secret()
-        .better_auth(&jwks.base_url())
-        .var(GATEWAY_ADMIN_TOKEN, ADMIN_TOKEN)
-        .start()
-        .await;
-    Stack {
-        gateway,
-        upstream,
-        jwks,
-        key,
-    }
+/// The adversarial suite's gateway (Better Auth EdDSA and HS256 tokens, an echo upstream) with
+/// the admin API on.
+async fn stack() -> Arena {
+    Arena::start(&[(GATEWAY_ADMIN_TOKEN, ADMIN_TOKEN)]).await
 }
 
 /// `POST /explain` with `body` and the admin token `admin`; the status and the JSON body.
@@ -113,7 +94,7 @@ fn outcome<'a>(answer: &'a Value, check: &str) -> &'a str {
 /// the proxy took (allowed: forwarded; denied: the same status, detail and denial reason), and
 /// the check named `failed` the one that failed (`None`: every check passed or was not asked).
 async fn assert_explained(
-    stack: &Stack,
+    stack: &Arena,
     (method, path, token): Request<'_>,
     expected: (Option<u16>, Option<&str>),
     failed: Option<&str>,

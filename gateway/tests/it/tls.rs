@@ -2,14 +2,14 @@
 //! over rustls), the real gateway in process and as the real binary.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use gateway::config::{GATEWAY_TLS_CERT, GATEWAY_TLS_KEY, GATEWAY_TLS_RELOAD_MS};
 use reqwest::Version;
 
 use crate::support::clients::raw_exchange;
-use crate::support::processes::{GATEWAY_BINARY, Served, binary_vars};
+use crate::support::processes::{GATEWAY_BINARY, binary_vars, serve_logging_to};
 use crate::support::servers::{EchoUpstream, TaskService};
 use crate::support::stack::TestGateway;
 use crate::support::tokens::{claims_for, hs256};
@@ -84,6 +84,23 @@ fn inspecting_client(http1_only: bool) -> reqwest::Client {
         builder
     };
     builder.build().expect("TLS client")
+}
+
+/// `GET url` with `token` on a new connection (a new client, so a new TLS handshake).
+async fn on_a_new_connection(url: &str, token: &str) -> reqwest::Result<reqwest::Response> {
+    inspecting_client(false)
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+}
+
+/// The certificate a new connection to `url` is shown, when it gets a response.
+async fn served_certificate(url: &str, token: &str) -> Option<Vec<u8>> {
+    on_a_new_connection(url, token)
+        .await
+        .ok()
+        .map(|response| peer_certificate(&response))
 }
 
 /// The DER of the certificate the server presented on this response's connection.
@@ -200,12 +217,7 @@ async fn a_new_certificate_is_served_to_new_connections_while_open_ones_keep_wor
     files.replace(&second);
     eventually("new connections to get the new certificate", || async {
         // A fresh client is a fresh connection and handshake.
-        let response = inspecting_client(false)
-            .get(&url)
-            .bearer_auth(&token)
-            .send()
-            .await;
-        response.is_ok_and(|response| peer_certificate(&response) == second.der)
+        served_certificate(&url, &token).await == Some(second.der.clone())
     })
     .await;
 
@@ -256,10 +268,7 @@ async fn bad_certificate_files_are_refused_and_the_old_certificate_stays() {
             gateway.metrics().await.contains(&errors(count + 1))
         })
         .await;
-        let response = inspecting_client(false)
-            .get(&url)
-            .bearer_auth(&token)
-            .send()
+        let response = on_a_new_connection(&url, &token)
             .await
             .expect("still served over TLS");
         assert_eq!(response.status(), 200, "{what}");
@@ -268,12 +277,7 @@ async fn bad_certificate_files_are_refused_and_the_old_certificate_stays() {
     // Good files again are taken.
     files.replace(&other);
     eventually("the good pair to be served", || async {
-        inspecting_client(false)
-            .get(&url)
-            .bearer_auth(&token)
-            .send()
-            .await
-            .is_ok_and(|response| peer_certificate(&response) == other.der)
+        served_certificate(&url, &token).await == Some(other.der.clone())
     })
     .await;
 }
@@ -296,24 +300,12 @@ async fn the_binary_serves_http2_over_tls_and_logs_a_refused_certificate() {
     }
     let log_path = files.dir.path().join("gateway.log");
     let log = std::fs::File::create(&log_path).expect("log file");
-    let child = Command::new(GATEWAY_BINARY)
-        .env_clear()
-        .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .stdout(Stdio::null())
-        .stderr(log.try_clone().expect("log file"))
-        .spawn()
-        .expect("the binary starts");
-    let _served = Served { child };
+    let _served = serve_logging_to(&vars, false, log);
     let client = inspecting_client(false);
     let token = hs256(&claims_for("alice"));
     let url = https(listen, "/api/alice/tasks");
     eventually("the binary to serve over TLS", || async {
-        client
-            .get(&url)
-            .bearer_auth(&token)
-            .send()
-            .await
-            .is_ok_and(|response| response.status() == 200)
+        served_certificate(&url, &token).await.is_some()
     })
     .await;
     let response = client
@@ -340,10 +332,7 @@ async fn the_binary_serves_http2_over_tls_and_logs_a_refused_certificate() {
         .collect();
     assert_eq!(refused.len(), 1, "one line per refused change: {refused:?}");
     assert!(refused[0].contains("GATEWAY_TLS_KEY"), "{}", refused[0]);
-    let fresh = inspecting_client(false)
-        .get(&url)
-        .bearer_auth(&token)
-        .send()
+    let fresh = on_a_new_connection(&url, &token)
         .await
         .expect("still served");
     assert_eq!(fresh.status(), 200);
@@ -355,8 +344,6 @@ async fn the_binary_serves_http2_over_tls_and_logs_a_refused_certificate() {
         .await
         .expect("metrics");
     assert!(metrics.contains("gateway_tls_certificate_reloads_total{result=\"error\"} 1"));
-    // Let the runtime notice nothing else; the child is killed on drop.
-    tokio::time::sleep(Duration::from_millis(10)).await;
 }
 
 #[test]
