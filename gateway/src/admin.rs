@@ -10,6 +10,8 @@ use http::{Response, StatusCode, header};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
+use crate::admin_auth::is_admin;
+use crate::explain::{self, ExplainRequest, Explainer};
 use crate::metrics::Metrics;
 use crate::token::jwks::JwksStore;
 use crate::upstream::Upstreams;
@@ -46,6 +48,8 @@ impl Readiness {
 pub struct AdminApp {
     pub(crate) readiness: Readiness,
     pub(crate) metrics: Arc<Metrics>,
+    /// `POST /explain`, present when `GATEWAY_ADMIN_TOKEN` is set.
+    pub(crate) explain: Option<(secrecy::SecretString, Explainer)>,
 }
 
 fn json(status: StatusCode, body: Vec<u8>) -> Response<Vec<u8>> {
@@ -94,11 +98,69 @@ impl AdminApp {
     }
 }
 
+impl AdminApp {
+    /// `POST /explain`: 404 when the admin API is off, 401 without the admin token.
+    async fn explain(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let Some((token, explainer)) = &self.explain else {
+            return error(StatusCode::NOT_FOUND, "Not Found");
+        };
+        let request = session.req_header();
+        if !is_admin(&request.headers, token) {
+            let mut response = error(StatusCode::UNAUTHORIZED, "Not authenticated");
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Bearer"),
+            );
+            return response;
+        }
+        if request.method != http::Method::POST {
+            let mut response = error(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
+            response
+                .headers_mut()
+                .insert(header::ALLOW, http::HeaderValue::from_static("POST"));
+            return response;
+        }
+        let body = match read_body(session, explain::MAX_BODY_BYTES).await {
+            Ok(body) => body,
+            Err(status) => return error(status, status.canonical_reason().unwrap_or_default()),
+        };
+        let explained = match ExplainRequest::parse(&body) {
+            Ok(request) => explainer.explain(&request).await,
+            Err(refusal) => Err(refusal),
+        };
+        match explained {
+            Ok(explanation) => json(StatusCode::OK, explain::body(&explanation)),
+            Err(refusal) => json(refusal.status, refusal.body()),
+        }
+    }
+}
+
+/// The request body, at most `limit` bytes (413 beyond; 400 when the client breaks off).
+async fn read_body(session: &mut ServerSession, limit: usize) -> Result<Vec<u8>, StatusCode> {
+    let mut body = Vec::new();
+    loop {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > limit {
+                    return Err(StatusCode::PAYLOAD_TOO_LARGE);
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body),
+            Err(_) => return Err(StatusCode::BAD_REQUEST),
+        }
+    }
+}
+
 #[async_trait]
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let request = session.req_header();
-        let mut response = self.respond(&request.method, request.uri.path());
+        let mut response = if request.uri.path() == "/explain" {
+            self.explain(session).await
+        } else {
+            self.respond(&request.method, request.uri.path())
+        };
         let length = response.body().len();
         response
             .headers_mut()

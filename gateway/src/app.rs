@@ -14,6 +14,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use pingora::apps::ServerApp;
+use pingora::listeners::tls::Acceptor;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server};
 use pingora::services::background::{BackgroundService, GenBackgroundService};
@@ -25,9 +26,11 @@ use crate::admin::{AdminApp, Readiness};
 use crate::config::Config;
 use crate::cors::CorsPolicy;
 use crate::drain::Draining;
+use crate::explain::Explainer;
 use crate::metrics::Metrics;
 use crate::proxy::GatewayProxy;
 use crate::rate_limit::UserRateLimit;
+use crate::tls::{CertificateError, CertificateStore, TlsReloader};
 use crate::token::Verifier;
 use crate::token::cache::TokenCache;
 use crate::token::jwks::{JwksRefresher, JwksStore};
@@ -47,6 +50,8 @@ pub enum StartError {
     HttpClient(#[from] reqwest::Error),
     #[error("{0}")]
     Pingora(#[from] Box<pingora::Error>),
+    #[error("{0}")]
+    Tls(#[from] CertificateError),
 }
 
 /// Every part of a running gateway, built once from the configuration.
@@ -56,12 +61,19 @@ pub struct Gateway {
     upstreams: Arc<Upstreams>,
     jwks_refresher: Option<JwksRefresher>,
     metrics: Arc<Metrics>,
+    /// The public listener's certificate, when TLS is configured.
+    tls: Option<Arc<CertificateStore>>,
 }
 
 impl Gateway {
     /// Builds the parts; nothing runs or listens yet.
     pub fn build(config: &Config) -> Result<Self, StartError> {
         let metrics = Arc::new(Metrics::new()?);
+        let tls = config
+            .tls
+            .as_ref()
+            .map(|tls| CertificateStore::load(tls, Arc::clone(&metrics)))
+            .transpose()?;
         let cache = TokenCache::new(config.tokens.cache_capacity);
         let jwks = config
             .tokens
@@ -95,13 +107,21 @@ impl Gateway {
             Arc::clone(&metrics),
         ));
         let upstreams = Arc::new(Upstreams::new(&config.upstream)?);
+        let rate_limit = UserRateLimit::new(config.rate_limit_per_user_per_second).map(Arc::new);
+        let explain = config.admin_token.clone().map(|token| {
+            let explainer = Explainer {
+                verifier: Arc::clone(&verifier),
+                rate_limit: rate_limit.clone(),
+            };
+            (token, explainer)
+        });
         let proxy = GatewayProxy {
             verifier,
             upstreams: Arc::clone(&upstreams),
             cors: CorsPolicy::new(&config.cors_allowed_origins),
             signing_secret: config.signing_secret.clone(),
             metrics: Arc::clone(&metrics),
-            rate_limit: UserRateLimit::new(config.rate_limit_per_user_per_second),
+            rate_limit,
         };
         let admin = AdminApp {
             readiness: Readiness {
@@ -110,6 +130,7 @@ impl Gateway {
                 metrics: Arc::clone(&metrics),
             },
             metrics: Arc::clone(&metrics),
+            explain,
         };
         Ok(Self {
             proxy,
@@ -117,6 +138,7 @@ impl Gateway {
             upstreams,
             jwks_refresher,
             metrics,
+            tls,
         })
     }
 
@@ -152,7 +174,22 @@ impl Gateway {
                 self.proxy,
             )),
         );
-        proxy.add_tcp(&config.listen.to_string());
+        match &self.tls {
+            Some(store) => {
+                proxy.add_tls_with_settings(
+                    &config.listen.to_string(),
+                    None,
+                    store.listener_settings()?,
+                );
+                server.add_service(GenBackgroundService::new(
+                    "TLS certificate reload".to_owned(),
+                    Arc::new(TlsReloader {
+                        store: Arc::clone(store),
+                    }),
+                ));
+            }
+            None => proxy.add_tcp(&config.listen.to_string()),
+        }
         let mut admin = Service::new("gateway admin".to_owned(), self.admin);
         admin.add_tcp(&config.admin_listen.to_string());
 
@@ -168,7 +205,12 @@ impl Gateway {
         }
         server.add_service(proxy);
         server.add_service(admin);
-        tracing::info!(listen = %config.listen, admin = %config.admin_listen, "gateway starting");
+        tracing::info!(
+            listen = %config.listen,
+            admin = %config.admin_listen,
+            tls = self.tls.is_some(),
+            "gateway starting"
+        );
         server.run(RunArgs::default());
         Ok(())
     }
@@ -187,12 +229,19 @@ impl Gateway {
             self.proxy,
         ));
         let mut tasks = tokio::task::JoinSet::new();
-        tasks.spawn(accept_loop(listener, proxy, stopped.clone()));
+        let acceptor = self.tls.as_ref().map(|store| Arc::new(store.acceptor()));
+        tasks.spawn(accept_loop(listener, proxy, acceptor, stopped.clone()));
         tasks.spawn(accept_loop(
             admin_listener,
             Arc::new(self.admin),
+            None,
             stopped.clone(),
         ));
+        if let Some(store) = self.tls {
+            let reloader = TlsReloader { store };
+            let reloader_stop = stopped.clone();
+            tasks.spawn(async move { reloader.start(reloader_stop).await });
+        }
         let balancer = self.upstreams.background();
         let balancer_stop = stopped.clone();
         tasks.spawn(async move { balancer.start(balancer_stop).await });
@@ -207,9 +256,14 @@ impl Gateway {
     }
 }
 
-/// Accepts connections and hands each to `app` on its own task, until `stopped` turns true.
-async fn accept_loop<A>(listener: TcpListener, app: Arc<A>, mut stopped: watch::Receiver<bool>)
-where
+/// Accepts connections and hands each to `app` on its own task (after the TLS handshake, with
+/// an `acceptor`), until `stopped` turns true.
+async fn accept_loop<A>(
+    listener: TcpListener,
+    app: Arc<A>,
+    acceptor: Option<Arc<Acceptor>>,
+    mut stopped: watch::Receiver<bool>,
+) where
     A: ServerApp + Send + Sync + 'static,
 {
     loop {
@@ -228,10 +282,20 @@ where
         let _ = stream.set_nodelay(true);
         let app = Arc::clone(&app);
         let shutdown = stopped.clone();
+        let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            let stream: pingora::protocols::Stream =
-                Box::new(pingora::protocols::l4::stream::Stream::from(stream));
+            let stream = pingora::protocols::l4::stream::Stream::from(stream);
             tracing::trace!(%peer, "connection accepted");
+            let stream: pingora::protocols::Stream = match acceptor {
+                None => Box::new(stream),
+                Some(acceptor) => match acceptor.tls_handshake(stream).await {
+                    Ok(tls) => Box::new(tls),
+                    Err(err) => {
+                        tracing::debug!(%peer, error = %err, "TLS handshake failed");
+                        return;
+                    }
+                },
+            };
             app.process_new(stream, &shutdown).await;
         });
     }

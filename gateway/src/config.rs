@@ -56,6 +56,14 @@ pub const HEALTH_CHECK_INTERVAL_MS: &str = "HEALTH_CHECK_INTERVAL_MS";
 pub const CORS_ALLOWED_ORIGINS: &str = "CORS_ALLOWED_ORIGINS";
 /// Requests each verified user may make per second; 0 is off.
 pub const RATE_LIMIT_PER_USER_PER_SECOND: &str = "RATE_LIMIT_PER_USER_PER_SECOND";
+/// The public listener's certificate chain (PEM); with `GATEWAY_TLS_KEY`, turns TLS on.
+pub const GATEWAY_TLS_CERT: &str = "GATEWAY_TLS_CERT";
+/// The private key of `GATEWAY_TLS_CERT` (PEM).
+pub const GATEWAY_TLS_KEY: &str = "GATEWAY_TLS_KEY";
+/// How often the certificate files are checked for a change.
+pub const GATEWAY_TLS_RELOAD_MS: &str = "GATEWAY_TLS_RELOAD_MS";
+/// The bearer token of the admin API (`POST /explain`); unset turns the admin API off.
+pub const GATEWAY_ADMIN_TOKEN: &str = "GATEWAY_ADMIN_TOKEN";
 
 /// The shortest `BETTER_AUTH_SECRET` accepted, in bytes.
 pub const MIN_HMAC_SECRET_BYTES: usize = 32;
@@ -80,6 +88,21 @@ pub struct Config {
     /// Requests each verified user may make per second (`RATE_LIMIT_PER_USER_PER_SECOND`);
     /// 0, the default, turns the limit off.
     pub rate_limit_per_user_per_second: u64,
+    /// TLS on the public listener (`GATEWAY_TLS_CERT`, `GATEWAY_TLS_KEY`); plain HTTP when unset.
+    pub tls: Option<TlsConfig>,
+    /// The admin API's bearer token (`GATEWAY_ADMIN_TOKEN`); the admin API is off when unset.
+    pub admin_token: Option<SecretString>,
+}
+
+/// The public listener's certificate and key files, re-read when they change.
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    /// `GATEWAY_TLS_CERT`: the certificate chain, leaf first (PEM).
+    pub cert_path: std::path::PathBuf,
+    /// `GATEWAY_TLS_KEY`: the leaf's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key_path: std::path::PathBuf,
+    /// `GATEWAY_TLS_RELOAD_MS` (default 5 s): how often the files' modification times are checked.
+    pub reload_interval: Duration,
 }
 
 /// The two token sources and the claim checks shared by both.
@@ -199,8 +222,51 @@ impl Config {
                 0,
                 0..=1_000_000,
             )?,
+            tls: tls_config(env)?,
+            admin_token: admin_token(env)?,
         })
     }
+}
+
+/// Both TLS files or neither: one alone is a mistake, not a request for plain HTTP.
+fn tls_config(env: &Env) -> Result<Option<TlsConfig>, ConfigError> {
+    let reload_interval = millis(env, GATEWAY_TLS_RELOAD_MS, 5_000)?;
+    match (env.get(GATEWAY_TLS_CERT)?, env.get(GATEWAY_TLS_KEY)?) {
+        (None, None) => Ok(None),
+        (Some(cert), Some(key)) => Ok(Some(TlsConfig {
+            cert_path: cert.into(),
+            key_path: key.into(),
+            reload_interval,
+        })),
+        (Some(_), None) => Err(ConfigError::new(
+            GATEWAY_TLS_KEY,
+            "is required when GATEWAY_TLS_CERT is set",
+        )),
+        (None, Some(_)) => Err(ConfigError::new(
+            GATEWAY_TLS_CERT,
+            "is required when GATEWAY_TLS_KEY is set",
+        )),
+    }
+}
+
+/// The shortest `GATEWAY_ADMIN_TOKEN` accepted, in bytes.
+pub const MIN_ADMIN_TOKEN_BYTES: usize = 32;
+
+fn admin_token(env: &Env) -> Result<Option<SecretString>, ConfigError> {
+    env.get(GATEWAY_ADMIN_TOKEN)?
+        .map(|token| {
+            if token.len() < MIN_ADMIN_TOKEN_BYTES {
+                return Err(ConfigError::new(
+                    GATEWAY_ADMIN_TOKEN,
+                    format!(
+                        "must be at least {MIN_ADMIN_TOKEN_BYTES} bytes long (got {})",
+                        token.len()
+                    ),
+                ));
+            }
+            Ok(SecretString::from(token.to_owned()))
+        })
+        .transpose()
 }
 
 impl TokenConfig {
@@ -451,6 +517,8 @@ mod tests {
         );
         assert!(config.tokens.jwks.is_none());
         assert_eq!(config.rate_limit_per_user_per_second, 0, "off by default");
+        assert!(config.tls.is_none(), "plain HTTP by default");
+        assert!(config.admin_token.is_none(), "admin API off by default");
         let hmac = config.tokens.hmac.expect("hmac configured");
         assert_eq!(hmac.issuer, None);
         assert!(!format!("{hmac:?}").contains(HMAC));
@@ -481,6 +549,8 @@ mod tests {
             (UPSTREAM_READ_TIMEOUT_MS, "0"),
             (RATE_LIMIT_PER_USER_PER_SECOND, "-5"),
             (RATE_LIMIT_PER_USER_PER_SECOND, "many"),
+            (GATEWAY_TLS_RELOAD_MS, "0"),
+            (GATEWAY_ADMIN_TOKEN, "short"),
         ] {
             assert_eq!(
                 error_variable(&[(BETTER_AUTH_SECRET, HMAC), (variable, value)]),
@@ -488,6 +558,21 @@ mod tests {
                 "{variable}={value}"
             );
         }
+        // One TLS file without the other names the missing one.
+        assert_eq!(
+            error_variable(&[
+                (BETTER_AUTH_SECRET, HMAC),
+                (GATEWAY_TLS_CERT, "/etc/tls/cert.pem")
+            ]),
+            GATEWAY_TLS_KEY
+        );
+        assert_eq!(
+            error_variable(&[
+                (BETTER_AUTH_SECRET, HMAC),
+                (GATEWAY_TLS_KEY, "/etc/tls/key.pem")
+            ]),
+            GATEWAY_TLS_CERT
+        );
         let missing_signing = Config::from_env(&Env::from_pairs([(BETTER_AUTH_SECRET, HMAC)]))
             .expect_err("no signing secret");
         assert_eq!(missing_signing.variable, GATEWAY_SIGNING_SECRET);

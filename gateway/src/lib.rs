@@ -13,18 +13,22 @@
 //! - [`proxy`]: the `ProxyHttp` implementation, one method per pingora phase.
 //! - [`forward`]: the request head the task service receives (identity, request id, assertion).
 //! - [`failure`]: how upstream failures are answered (JSON 502/503/504).
+//! - [`tls`]: the public listener's certificate, reloaded when its files change.
 //! - [`upstream`]: task-service replicas, health checks and load balancing.
-//! - [`admin`]: `/metrics`, `/healthz`, `/readyz`.
+//! - [`admin`]: `/metrics`, `/healthz`, `/readyz`, and `POST /explain` ([`explain`]) behind
+//!   the admin token ([`admin_auth`]).
 //! - [`metrics`]: the Prometheus metrics.
 //! - [`mint`]: `gateway mint-token`.
 //! - [`app`]: building the gateway and running it (pingora server or given listeners).
 
 pub mod admin;
+pub mod admin_auth;
 pub mod app;
 pub mod authorize;
 pub mod config;
 pub mod cors;
 pub mod drain;
+pub mod explain;
 pub mod failure;
 pub mod forward;
 pub mod metrics;
@@ -32,6 +36,7 @@ pub mod mint;
 pub mod path;
 pub mod proxy;
 pub mod rate_limit;
+pub mod tls;
 pub mod token;
 pub mod upstream;
 

@@ -25,6 +25,8 @@ pub struct Metrics {
     pub token_cache: IntCounterVec,
     /// `gateway_healthy_upstreams`
     pub healthy_upstreams: IntGauge,
+    /// `gateway_tls_certificate_reloads_total{result=success|error}`
+    pub tls_certificate_reloads: IntCounterVec,
 }
 
 impl Metrics {
@@ -75,6 +77,11 @@ impl Metrics {
                 "gateway_healthy_upstreams",
                 "Task-service replicas passing health checks.",
             )?,
+            tls_certificate_reloads: counter(
+                "gateway_tls_certificate_reloads_total",
+                "Reloads of the public listener's TLS certificate after its files changed, by result.",
+                &["result"],
+            )?,
             registry,
         })
     }
@@ -110,6 +117,10 @@ mod tests {
             .inc();
         metrics.jwks_refreshes.with_label_values(&["success"]).inc();
         metrics.token_cache.with_label_values(&["hit"]).inc();
+        metrics
+            .tls_certificate_reloads
+            .with_label_values(&["error"])
+            .inc();
         let text = String::from_utf8(metrics.render()).expect("utf-8");
         for name in [
             "gateway_http_requests_total",
@@ -121,6 +132,7 @@ mod tests {
             "gateway_jwks_keys",
             "gateway_token_cache_total",
             "gateway_healthy_upstreams",
+            "gateway_tls_certificate_reloads_total",
         ] {
             assert!(text.contains(name), "{name} missing from\n{text}");
         }

@@ -44,7 +44,7 @@ pub struct GatewayProxy {
     pub(crate) signing_secret: SigningSecret,
     pub(crate) metrics: Arc<Metrics>,
     /// The per-user limit, when `RATE_LIMIT_PER_USER_PER_SECOND` is set.
-    pub(crate) rate_limit: Option<UserRateLimit>,
+    pub(crate) rate_limit: Option<Arc<UserRateLimit>>,
 }
 
 /// What one request has learned so far.

@@ -46,6 +46,12 @@ impl UserRateLimit {
     pub fn admit(&self, principal: &Principal) -> bool {
         self.rate.observe(&principal.sub.as_str(), 1) <= self.limit
     }
+
+    /// Whether [`Self::admit`] would let `principal` through now, without counting a request
+    /// (for `POST /explain`, which must not spend a user's budget).
+    pub fn would_admit(&self, principal: &Principal) -> bool {
+        self.rate.observe(&principal.sub.as_str(), 0) < self.limit
+    }
 }
 
 #[cfg(test)]
@@ -72,5 +78,23 @@ mod tests {
         // The window may roll over during the loop, which can only admit more.
         assert!((3..=6).contains(&alice_admitted), "{alice_admitted}");
         assert!(limit.admit(&bob), "bob is not limited by alice's requests");
+    }
+
+    #[test]
+    fn asking_whether_a_user_would_be_admitted_spends_nothing() {
+        let limit = UserRateLimit::new(2).expect("a limit");
+        let alice = user("alice");
+        for _ in 0..100 {
+            assert!(limit.would_admit(&alice));
+        }
+        // Unless the window rolls over between them, the third request is the one refused.
+        let admitted = (0..3).filter(|_| limit.admit(&alice)).count();
+        assert!(
+            admitted >= 2,
+            "the questions spent the budget: {admitted} admitted"
+        );
+        if admitted == 2 {
+            assert!(!limit.would_admit(&alice));
+        }
     }
 }

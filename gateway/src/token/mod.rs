@@ -18,6 +18,7 @@
 pub mod cache;
 pub mod jwks;
 pub mod key;
+pub mod trace;
 
 use std::sync::Arc;
 
@@ -32,6 +33,7 @@ use crate::metrics::Metrics;
 use cache::TokenCache;
 use jwks::JwksStore;
 use key::SignatureAlgorithm;
+pub use trace::{Outcome, Step, Trace};
 
 /// Who a verified token speaks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,27 +171,68 @@ impl Verifier {
 
     /// Verifies `token` from scratch; returns the principal and the token's `exp`.
     pub async fn verify_uncached(&self, token: &str) -> Result<(Principal, u64), TokenError> {
-        let token = CompactToken::split(token)?;
-        let header = token.header()?;
-        let alg: SignatureAlgorithm = header.alg.parse()?;
+        self.verify_traced(token, &mut Trace::off()).await
+    }
+
+    /// Verifies `token` from scratch, recording each step in `trace` (see [`trace::STEPS`] for
+    /// the order). The cache is neither read nor written, so a dry run changes nothing.
+    pub async fn verify_traced(
+        &self,
+        token: &str,
+        trace: &mut Trace,
+    ) -> Result<(Principal, u64), TokenError> {
+        let (token, header, alg) =
+            trace.check(trace::TOKEN_HEADER, read_header(token), |(_, header, _)| {
+                format!(
+                    "alg {}, kid {}",
+                    header.alg,
+                    header.kid.as_deref().unwrap_or("(none)")
+                )
+            })?;
         let rules = match alg {
             SignatureAlgorithm::Jose(hmac_alg) if alg.is_hmac() => {
-                let hmac = self.hmac.as_ref().ok_or(TokenError::UnsupportedAlgorithm)?;
-                key::verify_jose(hmac_alg, &hmac.key, token.signing_input, token.signature)?;
+                let hmac = trace.check(
+                    trace::KEY,
+                    self.hmac.as_ref().ok_or(TokenError::UnsupportedAlgorithm),
+                    |_| "the shared secret (BETTER_AUTH_SECRET)".to_owned(),
+                )?;
+                trace.check(
+                    trace::SIGNATURE,
+                    key::verify_jose(hmac_alg, &hmac.key, token.signing_input, token.signature),
+                    |()| format!("{} signature verified", header.alg),
+                )?;
                 &hmac.rules
             }
             _ => {
-                let jwks = self.jwks.as_ref().ok_or(TokenError::UnsupportedAlgorithm)?;
-                let kid = header.kid.as_deref().ok_or(TokenError::UnknownKey)?;
-                let key = jwks.store.key(kid).await.ok_or(TokenError::UnknownKey)?;
-                if key.alg() != alg {
-                    return Err(TokenError::UnsupportedAlgorithm);
+                let found = async {
+                    let jwks = self.jwks.as_ref().ok_or(TokenError::UnsupportedAlgorithm)?;
+                    let kid = header.kid.as_deref().ok_or(TokenError::UnknownKey)?;
+                    let key = jwks.store.key(kid).await.ok_or(TokenError::UnknownKey)?;
+                    if key.alg() != alg {
+                        return Err(TokenError::UnsupportedAlgorithm);
+                    }
+                    Ok::<_, TokenError>((jwks, key))
                 }
-                key.verify(token.signing_input, token.signature)?;
+                .await;
+                let (jwks, key) = trace.check(trace::KEY, found, |_| {
+                    format!(
+                        "JWKS key {} for {}",
+                        header.kid.as_deref().unwrap_or_default(),
+                        header.alg
+                    )
+                })?;
+                trace.check(
+                    trace::SIGNATURE,
+                    key.verify(token.signing_input, token.signature),
+                    |()| format!("{} signature verified", header.alg),
+                )?;
                 &jwks.rules
             }
         };
-        self.check_claims(token.claims()?, rules)
+        let claims = trace.check(trace::CLAIMS, token.claims(), |_| {
+            "the payload is one JSON object".to_owned()
+        })?;
+        self.check_claims(claims, rules, trace)
     }
 
     /// The checks every verified token's claims must pass, whatever signed it.
@@ -197,58 +240,101 @@ impl Verifier {
         &self,
         claims: Claims,
         rules: &ClaimRules,
+        trace: &mut Trace,
     ) -> Result<(Principal, u64), TokenError> {
         let now = now_unix();
+        let leeway = self.leeway;
         let date = |claim: Option<&serde_json::Value>| {
             claim
                 .map(|value| numeric_date(value).ok_or(TokenError::Malformed))
                 .transpose()
         };
-        let exp = date(claims.exp.as_ref())?.ok_or(TokenError::Malformed)?;
-        if exp.saturating_add(self.leeway) < now {
-            return Err(TokenError::Expired);
-        }
+        let exp = date(claims.exp.as_ref()).and_then(|exp| {
+            let exp = exp.ok_or(TokenError::Malformed)?;
+            if exp.saturating_add(leeway) < now {
+                return Err(TokenError::Expired);
+            }
+            Ok(exp)
+        });
+        let exp = trace.check(trace::CLAIMS_EXP, exp, |exp| {
+            format!("expires at {exp}, now {now}, leeway {leeway} s")
+        })?;
         // A future `nbf`, or an `iat` in the future, beyond the leeway: not valid yet (or a
         // forged or mis-clocked token).
-        for not_before in [date(claims.nbf.as_ref())?, date(claims.iat.as_ref())?] {
-            if not_before.is_some_and(|at| at > now.saturating_add(self.leeway)) {
-                return Err(TokenError::NotYetValid);
+        for (check, claim) in [
+            (trace::CLAIMS_NBF, claims.nbf.as_ref()),
+            (trace::CLAIMS_IAT, claims.iat.as_ref()),
+        ] {
+            let not_before = date(claim).and_then(|at| match at {
+                Some(at) if at > now.saturating_add(leeway) => Err(TokenError::NotYetValid),
+                at => Ok(at),
+            });
+            trace.check(check, not_before, |at| match at {
+                Some(at) => format!("{at}, now {now}, leeway {leeway} s"),
+                None => "absent".to_owned(),
+            })?;
+        }
+        let iss = claims.iss.as_ref().and_then(serde_json::Value::as_str);
+        match &rules.issuers {
+            None => trace.record(trace::CLAIMS_ISS, Outcome::Skipped, || {
+                "no issuer is configured".to_owned()
+            }),
+            Some(issuers) => {
+                let accepted = iss.filter(|iss| issuers.iter().any(|accepted| accepted == iss));
+                trace.check(
+                    trace::CLAIMS_ISS,
+                    accepted.ok_or(TokenError::WrongIssuer),
+                    |iss| format!("{iss:?} is accepted"),
+                )?;
             }
         }
-        if let Some(issuers) = &rules.issuers
-            && !claims
-                .iss
-                .as_ref()
-                .and_then(serde_json::Value::as_str)
-                .is_some_and(|iss| issuers.iter().any(|accepted| accepted == iss))
-        {
-            return Err(TokenError::WrongIssuer);
-        }
         // Without a configured audience an `aud` claim is not ours to judge.
-        if let Some(audiences) = &rules.audiences {
-            let names_us = |aud: &serde_json::Value| {
-                aud.as_str()
-                    .is_some_and(|aud| audiences.iter().any(|accepted| accepted == aud))
-            };
-            let addressed = match &claims.aud {
-                Some(serde_json::Value::Array(auds)) => auds.iter().any(names_us),
-                Some(aud) => names_us(aud),
-                None => false,
-            };
-            if !addressed {
-                return Err(TokenError::WrongAudience);
+        match &rules.audiences {
+            None => trace.record(trace::CLAIMS_AUD, Outcome::Skipped, || {
+                "no audience is configured".to_owned()
+            }),
+            Some(audiences) => {
+                let names_us = |aud: &serde_json::Value| {
+                    aud.as_str()
+                        .is_some_and(|aud| audiences.iter().any(|accepted| accepted == aud))
+                };
+                let addressed = match &claims.aud {
+                    Some(serde_json::Value::Array(auds)) => auds.iter().any(names_us),
+                    Some(aud) => names_us(aud),
+                    None => false,
+                };
+                trace.check(
+                    trace::CLAIMS_AUD,
+                    if addressed {
+                        Ok(())
+                    } else {
+                        Err(TokenError::WrongAudience)
+                    },
+                    |()| "names an accepted audience".to_owned(),
+                )?;
             }
         }
         let sub = match claims.sub {
-            Some(serde_json::Value::String(sub)) if !sub.is_empty() => sub,
-            _ => return Err(TokenError::MissingSubject),
+            Some(serde_json::Value::String(sub)) if !sub.is_empty() => Ok(sub),
+            _ => Err(TokenError::MissingSubject),
         };
+        let sub = trace.check(trace::CLAIMS_SUB, sub, |sub| format!("user {sub:?}"))?;
         let email = match claims.email {
             Some(serde_json::Value::String(email)) if !email.is_empty() => Some(email),
             _ => None,
         };
         Ok((Principal { sub, email }, exp))
     }
+}
+
+/// Splits a compact JWS and reads its header and `alg`.
+fn read_header(
+    token: &str,
+) -> Result<(CompactToken<'_>, TokenHeader, SignatureAlgorithm), TokenError> {
+    let token = CompactToken::split(token)?;
+    let header = token.header()?;
+    let alg: SignatureAlgorithm = header.alg.parse()?;
+    Ok((token, header, alg))
 }
 
 /// A compact JWS split into its segments.
@@ -575,6 +661,54 @@ mod tests {
                 "{payload}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_trace_records_each_step_up_to_the_refusal() {
+        use Outcome::{Fail, Pass, Skipped};
+        let (verifier, metrics) = verifier(&config(Some("https://auth"), None));
+        let steps = |trace: Trace| {
+            trace
+                .into_steps()
+                .into_iter()
+                .map(|step| (step.check, step.outcome))
+                .collect::<Vec<_>>()
+        };
+        let expired = hs(
+            Algorithm::HS256,
+            &claims(json!({"iss": "https://auth", "exp": now_unix() - 3600})),
+        );
+        let mut trace = Trace::on();
+        let result = verifier.verify_traced(&expired, &mut trace).await;
+        assert_eq!(result.map(|_| ()), Err(TokenError::Expired));
+        assert_eq!(
+            steps(trace),
+            [
+                (trace::TOKEN_HEADER, Pass),
+                (trace::KEY, Pass),
+                (trace::SIGNATURE, Pass),
+                (trace::CLAIMS, Pass),
+                (trace::CLAIMS_EXP, Fail),
+            ]
+        );
+        let good = hs(Algorithm::HS256, &claims(json!({"iss": "https://auth"})));
+        let mut trace = Trace::on();
+        assert!(verifier.verify_traced(&good, &mut trace).await.is_ok());
+        let recorded = steps(trace);
+        assert_eq!(
+            recorded.iter().map(|(check, _)| *check).collect::<Vec<_>>(),
+            trace::STEPS,
+            "every step, in order"
+        );
+        assert!(
+            recorded.contains(&(trace::CLAIMS_AUD, Skipped)),
+            "no audience set"
+        );
+        assert!(!recorded.iter().any(|(_, outcome)| *outcome == Fail));
+        // Tracing never touches the verified-token cache.
+        assert_eq!(metrics.token_cache.with_label_values(&["miss"]).get(), 0);
+        assert!(verifier.verify(&good).await.is_ok());
+        assert_eq!(metrics.token_cache.with_label_values(&["miss"]).get(), 1);
     }
 
     #[tokio::test]

@@ -13,15 +13,19 @@
 //! - [`properties`]: proptest over the parsers that face the network and the claims of signed
 //!   tokens (CI runs it with `PROPTEST_CASES=10000`).
 //! - [`operations`]: a real Prometheus scraping both tiers; an upgrade under keep-alive load.
+//! - [`tls`]: TLS and HTTP/2 on the public listener, certificate reloads.
+//! - [`explain`]: `POST /explain` against what the proxy does.
 
 mod support;
 
 mod adversarial;
 mod binary;
 mod end_to_end;
+mod explain;
 mod faults;
 mod jwks;
 mod operations;
 mod properties;
 mod proxy;
 mod routes;
+mod tls;

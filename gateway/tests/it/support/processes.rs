@@ -35,6 +35,11 @@ impl Drop for Served {
 
 /// Starts the `gateway` binary with exactly `vars` in its environment.
 pub fn serve(vars: &[(String, String)], upgrade: bool) -> Served {
+    serve_logging_to(vars, upgrade, Stdio::null())
+}
+
+/// [`serve`], with the binary's log (stderr) going to `log`.
+pub fn serve_logging_to(vars: &[(String, String)], upgrade: bool, log: impl Into<Stdio>) -> Served {
     let mut command = Command::new(GATEWAY_BINARY);
     if upgrade {
         command.arg("--upgrade");
@@ -43,7 +48,7 @@ pub fn serve(vars: &[(String, String)], upgrade: bool) -> Served {
         .env_clear()
         .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .expect("the binary starts");
     Served { child }
