@@ -8,7 +8,7 @@
 //! migrations stores values that sort alike (see the migrations' comments). The keyword search's
 //! index is the one part of a query that differs ([`Backend::keyword_index_condition`]).
 //!
-//! Every operation runs on a [`Lease`]: one pooled connection, with a deadline on its database
+//! Every operation runs on a [`Lease`](lease::Lease): one pooled connection, with a deadline on its database
 //! work (`DATABASE_STATEMENT_TIMEOUT_MS`) and closed rather than reused when the request that
 //! holds it goes away mid-statement, so that a client that disconnects stops its query:
 //!
@@ -19,22 +19,23 @@
 //!   handler interrupts the statement once the deadline passes or the lease is abandoned.
 
 use std::str::FromStr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::config::ConfigError;
 use sqlx::migrate::Migrator;
-use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{ConnectOptions, Connection, Database, Executor};
+use sqlx::{ConnectOptions, Connection};
 
 use crate::Error;
 use crate::config::DATABASE_URL;
 use crate::metrics::Metrics;
+
+mod lease;
+
+use lease::bound_session;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -49,12 +50,6 @@ const SQLITE_MAX_CONNECTIONS: u32 = 8;
 /// Per replica. PostgreSQL allows 100 connections by default, so this leaves room for several
 /// replicas plus migrations and administration.
 const POSTGRES_MAX_CONNECTIONS: u32 = 10;
-/// How often PostgreSQL checks, while a statement runs, that the service is still connected
-/// (PostgreSQL 14 and later): the longest a statement outlives a request that went away.
-const POSTGRES_CLIENT_CHECK_INTERVAL_MS: u32 = 100;
-/// SQLite virtual-machine instructions between two looks at a statement's deadline: a few
-/// microseconds of work.
-const SQLITE_PROGRESS_INSTRUCTIONS: i32 = 1000;
 /// Keywords shorter than this (in characters) cannot use the trigram indexes.
 pub const KEYWORD_INDEX_MIN_CHARS: usize = 3;
 
@@ -144,57 +139,7 @@ pub struct Store {
     metrics: Metrics,
 }
 
-/// One pooled connection, held for one operation. Dropped before [`Lease::finish`] (the request
-/// went away mid-statement), it marks itself abandoned, which stops a SQLite statement at its
-/// next progress check (the connection then returns to the pool, usable); a PostgreSQL lease
-/// instead takes its connection out of the pool and drops it, which closes the socket at once
-/// and so stops the statement at the server's next client check (the pool opens a replacement
-/// when it needs one).
-pub struct Lease<DB: Database> {
-    /// `Some` until the lease is dropped.
-    connection: Option<PoolConnection<DB>>,
-    abandoned: Arc<AtomicBool>,
-    close_when_abandoned: bool,
-}
-
-impl<DB: Database> Lease<DB> {
-    fn new(
-        connection: PoolConnection<DB>,
-        abandoned: Arc<AtomicBool>,
-        close_when_abandoned: bool,
-    ) -> Self {
-        Self {
-            connection: Some(connection),
-            abandoned,
-            close_when_abandoned,
-        }
-    }
-
-    /// The connection to run the operation's statements on.
-    pub fn connection(&mut self) -> &mut DB::Connection {
-        self.connection
-            .as_mut()
-            .expect("a lease holds its connection until it is dropped")
-    }
-
-    /// The operation ran to its end (success or error): the connection goes back to the pool.
-    pub fn finish(mut self) {
-        drop(self.connection.take());
-    }
-}
-
-impl<DB: Database> Drop for Lease<DB> {
-    fn drop(&mut self) {
-        if let Some(connection) = self.connection.take() {
-            self.abandoned.store(true, Ordering::Relaxed);
-            if self.close_when_abandoned {
-                drop(connection.detach());
-            }
-        }
-    }
-}
-
-/// Runs `$body` with `$connection` bound to the mutable connection of a [`Lease`] taken from
+/// Runs `$body` with `$connection` bound to the mutable connection of a [`Lease`](lease::Lease) taken from
 /// `$pool`; the lease is finished once the body's future completes.
 macro_rules! on_lease {
     ($store:expr, $pool:expr, |$connection:ident| $body:expr) => {
@@ -211,7 +156,7 @@ macro_rules! on_lease {
 }
 pub(crate) use on_lease;
 
-/// Runs one database operation on a [`Lease`] of the store's pool, whichever backend it is, and
+/// Runs one database operation on a [`Lease`](lease::Lease) of the store's pool, whichever backend it is, and
 /// records its duration (and failure) under `operation`.
 ///
 /// `$body` is written once and compiled once per backend, with `$connection` bound to a
@@ -350,72 +295,6 @@ impl Store {
         }
     }
 }
-
-/// Taking a [`Lease`] on each backend's pool.
-pub(crate) trait LeasePool<DB: Database> {
-    /// A connection from the pool, its statements bounded by `timeout`.
-    async fn lease(&self, timeout: Duration) -> Result<Lease<DB>, sqlx::Error>;
-}
-
-impl LeasePool<sqlx::Sqlite> for SqlitePool {
-    async fn lease(&self, timeout: Duration) -> Result<Lease<sqlx::Sqlite>, sqlx::Error> {
-        let mut connection = self.acquire().await?;
-        let abandoned = Arc::new(AtomicBool::new(false));
-        let deadline = Instant::now() + timeout;
-        let stop = Arc::clone(&abandoned);
-        // Returning false interrupts the running statement (SQLITE_INTERRUPT). The handler stays
-        // installed while the connection idles; the next lease replaces it.
-        connection
-            .lock_handle()
-            .await?
-            .set_progress_handler(SQLITE_PROGRESS_INSTRUCTIONS, move || {
-                !stop.load(Ordering::Relaxed) && Instant::now() < deadline
-            });
-        Ok(Lease::new(connection, abandoned, false))
-    }
-}
-
-impl LeasePool<sqlx::Postgres> for PgPool {
-    async fn lease(&self, _timeout: Duration) -> Result<Lease<sqlx::Postgres>, sqlx::Error> {
-        // The server enforces the timeout: every connection's session has it (bound_session).
-        Ok(Lease::new(self.acquire().await?, Arc::default(), true))
-    }
-}
-
-impl Store {
-    /// A lease on `pool`, bounded by the configured statement timeout.
-    pub(crate) async fn lease<DB: Database, P: LeasePool<DB>>(
-        &self,
-        pool: &P,
-    ) -> Result<Lease<DB>, sqlx::Error> {
-        pool.lease(self.statement_timeout).await
-    }
-}
-
-/// Bounds a new PostgreSQL session: `statement_timeout`, and on PostgreSQL 14 and later a check,
-/// while a statement runs, that the service is still connected.
-async fn bound_session(
-    connection: &mut sqlx::PgConnection,
-    timeout_ms: &str,
-) -> Result<(), sqlx::Error> {
-    let check_interval_ms = if connection.server_version_num().unwrap_or(0) >= 140_000 {
-        POSTGRES_CLIENT_CHECK_INTERVAL_MS.to_string()
-    } else {
-        String::new()
-    };
-    let statement = if check_interval_ms.is_empty() {
-        "select set_config('statement_timeout', $1, false)"
-    } else {
-        "select set_config('statement_timeout', $1, false), \
-                set_config('client_connection_check_interval', $2, false)"
-    };
-    let mut query = sqlx::query(statement).bind(timeout_ms);
-    if !check_interval_ms.is_empty() {
-        query = query.bind(check_interval_ms);
-    }
-    connection.execute(query).await.map(|_| ())
-}
-
 /// Opens one connection and closes it again. A pool retries failed connections until its acquire
 /// timeout and then reports only "timed out"; one direct attempt fails at once with the cause
 /// ("connection refused", "password authentication failed", "unable to open database file").
