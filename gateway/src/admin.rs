@@ -1,5 +1,6 @@
-//! The admin listener: `/metrics` (Prometheus text), `/healthz` (the process is up) and
-//! `/readyz` (keys loaded when a JWKS is configured, and at least one healthy replica).
+//! The admin listener: `/metrics` (Prometheus text), `/healthz` (the process is up),
+//! `/readyz` (keys loaded when a JWKS is configured, the revocation set loaded, and at least one
+//! healthy replica), and the revocation endpoints of [`crate::revocation::api`].
 //! It is meant for the internal network only and carries no user data.
 
 use std::sync::Arc;
@@ -11,6 +12,8 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
 use crate::metrics::Metrics;
+use crate::revocation::Revocations;
+use crate::revocation::api::{MAX_BODY_BYTES, RevocationApi};
 use crate::token::jwks::JwksStore;
 use crate::upstream::Upstreams;
 
@@ -19,6 +22,7 @@ use crate::upstream::Upstreams;
 pub struct Readiness {
     pub(crate) jwks: Option<Arc<JwksStore>>,
     pub(crate) upstreams: Arc<Upstreams>,
+    pub(crate) revocations: Arc<Revocations>,
     pub(crate) metrics: Arc<Metrics>,
 }
 
@@ -31,6 +35,9 @@ impl Readiness {
             .set(i64::try_from(healthy).unwrap_or(i64::MAX));
         if self.jwks.as_ref().is_some_and(|jwks| !jwks.is_loaded()) {
             return Err("JWKS not loaded yet");
+        }
+        if !self.revocations.is_loaded() {
+            return Err("revocation set not loaded yet");
         }
         if self.upstreams.known_count() == 0 {
             return Err("no task-service replica discovered yet");
@@ -46,9 +53,11 @@ impl Readiness {
 pub struct AdminApp {
     pub(crate) readiness: Readiness,
     pub(crate) metrics: Arc<Metrics>,
+    pub(crate) revocations: RevocationApi,
 }
 
-fn json(status: StatusCode, body: Vec<u8>) -> Response<Vec<u8>> {
+/// A JSON reply that is never cached.
+pub(crate) fn json(status: StatusCode, body: Vec<u8>) -> Response<Vec<u8>> {
     let mut response = Response::new(body);
     *response.status_mut() = status;
     let headers = response.headers_mut();
@@ -63,7 +72,8 @@ fn json(status: StatusCode, body: Vec<u8>) -> Response<Vec<u8>> {
     response
 }
 
-fn error(status: StatusCode, detail: &str) -> Response<Vec<u8>> {
+/// A FastAPI-shaped `{"detail": …}` reply.
+pub(crate) fn error(status: StatusCode, detail: &str) -> Response<Vec<u8>> {
     json(status, ErrorResponse::new(status, detail).body())
 }
 
@@ -94,11 +104,50 @@ impl AdminApp {
     }
 }
 
+impl AdminApp {
+    /// A revocation endpoint: the admin token first, then the body (at most
+    /// [`MAX_BODY_BYTES`]).
+    async fn revocation_response(
+        &self,
+        session: &mut ServerSession,
+        method: &http::Method,
+        path: &str,
+    ) -> Response<Vec<u8>> {
+        let authorization = session
+            .req_header()
+            .headers
+            .get(header::AUTHORIZATION)
+            .cloned();
+        if let Err(refusal) = self.revocations.authorized(authorization.as_ref()) {
+            return refusal;
+        }
+        let mut body = Vec::new();
+        loop {
+            match session.read_request_body().await {
+                Ok(Some(chunk)) if body.len() + chunk.len() <= MAX_BODY_BYTES => {
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(Some(_)) => {
+                    return error(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large");
+                }
+                Ok(None) => break,
+                Err(_) => return error(StatusCode::BAD_REQUEST, "Unreadable request body"),
+            }
+        }
+        self.revocations.respond(method, path, &body).await
+    }
+}
+
 #[async_trait]
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let request = session.req_header();
-        let mut response = self.respond(&request.method, request.uri.path());
+        let (method, path) = (request.method.clone(), request.uri.path().to_owned());
+        let mut response = if RevocationApi::serves(&path) {
+            self.revocation_response(session, &method, &path).await
+        } else {
+            self.respond(&method, &path)
+        };
         let length = response.body().len();
         response
             .headers_mut()

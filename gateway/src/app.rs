@@ -28,6 +28,8 @@ use crate::drain::Draining;
 use crate::metrics::Metrics;
 use crate::proxy::GatewayProxy;
 use crate::rate_limit::UserRateLimit;
+use crate::revocation::api::RevocationApi;
+use crate::revocation::{LoadError, RevocationSync, Revocations};
 use crate::token::Verifier;
 use crate::token::cache::TokenCache;
 use crate::token::jwks::{JwksRefresher, JwksStore};
@@ -47,6 +49,8 @@ pub enum StartError {
     HttpClient(#[from] reqwest::Error),
     #[error("{0}")]
     Pingora(#[from] Box<pingora::Error>),
+    #[error("{0}")]
+    Revocations(#[from] LoadError),
 }
 
 /// Every part of a running gateway, built once from the configuration.
@@ -55,6 +59,7 @@ pub struct Gateway {
     admin: AdminApp,
     upstreams: Arc<Upstreams>,
     jwks_refresher: Option<JwksRefresher>,
+    revocations: Arc<Revocations>,
     metrics: Arc<Metrics>,
 }
 
@@ -95,6 +100,7 @@ impl Gateway {
             Arc::clone(&metrics),
         ));
         let upstreams = Arc::new(Upstreams::new(&config.upstream)?);
+        let revocations = Arc::new(Revocations::open(&config.revocation, Arc::clone(&metrics))?);
         let proxy = GatewayProxy {
             verifier,
             upstreams: Arc::clone(&upstreams),
@@ -102,20 +108,27 @@ impl Gateway {
             signing_secret: config.signing_secret.clone(),
             metrics: Arc::clone(&metrics),
             rate_limit: UserRateLimit::new(config.rate_limit_per_user_per_second),
+            revocations: Arc::clone(&revocations),
         };
         let admin = AdminApp {
             readiness: Readiness {
                 jwks,
                 upstreams: Arc::clone(&upstreams),
+                revocations: Arc::clone(&revocations),
                 metrics: Arc::clone(&metrics),
             },
             metrics: Arc::clone(&metrics),
+            revocations: RevocationApi::new(
+                Arc::clone(&revocations),
+                config.revocation.admin_token.as_ref(),
+            ),
         };
         Ok(Self {
             proxy,
             admin,
             upstreams,
             jwks_refresher,
+            revocations,
             metrics,
         })
     }
@@ -166,6 +179,10 @@ impl Gateway {
                 Arc::new(refresher),
             ));
         }
+        server.add_service(GenBackgroundService::new(
+            "revocation store".to_owned(),
+            Arc::new(RevocationSync(self.revocations)),
+        ));
         server.add_service(proxy);
         server.add_service(admin);
         tracing::info!(listen = %config.listen, admin = %config.admin_listen, "gateway starting");
@@ -200,6 +217,7 @@ impl Gateway {
             let refresher_stop = stopped.clone();
             tasks.spawn(async move { refresher.start(refresher_stop).await });
         }
+        tasks.spawn(Arc::clone(&self.revocations).run(stopped.clone()));
         shutdown.await;
         // Receivers may all be gone already; then there is nothing left to stop.
         let _ = stop.send(true);

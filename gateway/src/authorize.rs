@@ -34,6 +34,8 @@ pub enum Denial {
     MalformedAuthorization,
     /// 401: the token itself was refused.
     Token(TokenError),
+    /// 401: a valid token whose session, id or user was revoked (sign-out).
+    Revoked,
     /// 403: a valid token for another user than the path's.
     UserMismatch,
     /// 403: a CORS preflight from an origin that is not allowed.
@@ -60,6 +62,7 @@ impl Denial {
             Self::Token(TokenError::WrongIssuer) => "wrong_issuer",
             Self::Token(TokenError::WrongAudience) => "wrong_audience",
             Self::Token(TokenError::MissingSubject) => "missing_subject",
+            Self::Revoked => "revoked",
             Self::UserMismatch => "user_mismatch",
             Self::OriginNotAllowed => "origin_not_allowed",
             Self::RateLimited => "rate_limited",
@@ -75,7 +78,8 @@ impl Denial {
             Self::MissingToken
             | Self::TokenTooLarge
             | Self::MalformedAuthorization
-            | Self::Token(_) => StatusCode::UNAUTHORIZED,
+            | Self::Token(_)
+            | Self::Revoked => StatusCode::UNAUTHORIZED,
             Self::UserMismatch | Self::OriginNotAllowed => StatusCode::FORBIDDEN,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         }
@@ -92,6 +96,7 @@ impl Denial {
             Self::TokenTooLarge | Self::MalformedAuthorization | Self::Token(_) => {
                 "Could not validate credentials"
             }
+            Self::Revoked => "Token has been revoked",
             Self::UserMismatch => common::error::USER_MISMATCH,
             Self::OriginNotAllowed => "Origin not allowed",
             Self::RateLimited => "Too many requests",
@@ -107,6 +112,7 @@ impl Denial {
             Self::TokenTooLarge | Self::MalformedAuthorization | Self::Token(_) => {
                 Some("Bearer error=\"invalid_token\"")
             }
+            Self::Revoked => Some("Bearer error=\"invalid_token\", error_description=\"revoked\""),
             _ => None,
         }
     }
@@ -244,6 +250,9 @@ mod tests {
         let principal = |sub: &str| Principal {
             sub: sub.to_owned(),
             email: None,
+            sid: None,
+            jti: None,
+            iat: None,
         };
         assert_eq!(bind(&route, &principal("alice")), Ok(()));
         assert_eq!(bind(&route, &principal("bob")), Err(Denial::UserMismatch));
@@ -273,6 +282,11 @@ mod tests {
         assert_eq!(
             Denial::Token(TokenError::Expired).www_authenticate(),
             Some("Bearer error=\"invalid_token\"")
+        );
+        assert_eq!(Denial::Revoked.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            Denial::Revoked.www_authenticate(),
+            Some("Bearer error=\"invalid_token\", error_description=\"revoked\"")
         );
         assert_eq!(Denial::UserMismatch.status(), StatusCode::FORBIDDEN);
         assert_eq!(Denial::UserMismatch.www_authenticate(), None);

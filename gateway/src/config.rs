@@ -12,6 +12,8 @@ use common::config::{ConfigError, Env, signing_secret};
 use reqwest::Url;
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::revocation::RevocationConfig;
+
 /// The shortest `BETTER_AUTH_SECRET` accepted, in bytes.
 pub const MIN_HMAC_SECRET_BYTES: usize = 32;
 
@@ -35,6 +37,8 @@ pub struct Config {
     /// Requests each verified user may make per second (`RATE_LIMIT_PER_USER_PER_SECOND`);
     /// 0, the default, turns the limit off.
     pub rate_limit_per_user_per_second: u64,
+    /// Sign-out: the admin token, the entries' lifetime and the store.
+    pub revocation: RevocationConfig,
 }
 
 /// The two token sources and the claim checks shared by both.
@@ -156,6 +160,7 @@ impl Config {
                 0,
                 0..=1_000_000,
             )?,
+            revocation: RevocationConfig::from_env(env)?,
         })
     }
 }
@@ -340,7 +345,7 @@ fn cors_origins(env: &Env) -> Result<Vec<String>, ConfigError> {
 }
 
 /// A whole number within `range`, or `default` when unset.
-fn bounded(
+pub(crate) fn bounded(
     env: &Env,
     variable: &str,
     default: u64,

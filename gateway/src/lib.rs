@@ -9,10 +9,11 @@
 //! - [`token`]: token verification, the JWKS store and the verified-token cache.
 //! - [`authorize`]: the access decision and its [`authorize::Denial`]s.
 //! - [`rate_limit`]: the per-user request budget, keyed by the verified subject.
+//! - [`revocation`]: revoked sessions, tokens and users (sign-out), their store and admin API.
 //! - [`cors`], [`request_id`]: browser access and per-request ids.
 //! - [`proxy`]: the `ProxyHttp` implementation.
 //! - [`upstream`]: task-service replicas, health checks and load balancing.
-//! - [`admin`]: `/metrics`, `/healthz`, `/readyz`.
+//! - [`admin`]: `/metrics`, `/healthz`, `/readyz` and the revocation endpoints.
 //! - [`metrics`]: the Prometheus metrics.
 //! - [`mint`]: `gateway mint-token`.
 //! - [`app`]: building the gateway and running it (pingora server or given listeners).
@@ -29,6 +30,7 @@ pub mod path;
 pub mod proxy;
 pub mod rate_limit;
 pub mod request_id;
+pub mod revocation;
 pub mod token;
 pub mod upstream;
 

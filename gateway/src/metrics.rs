@@ -3,7 +3,7 @@
 //! templates, methods, status codes, denial reasons, error kinds. A user id is never a label.
 
 use common::metrics::{HttpMetrics, latency_opts};
-use prometheus::{Histogram, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 /// Every metric the gateway records.
 pub struct Metrics {
@@ -25,6 +25,18 @@ pub struct Metrics {
     pub token_cache: IntCounterVec,
     /// `gateway_healthy_upstreams`
     pub healthy_upstreams: IntGauge,
+    /// `gateway_revocation_entries{kind=sid|jti|sub}`
+    pub revocation_entries: IntGaugeVec,
+    /// `gateway_revocations_applied_total{kind,source=api|store}`: new entries, posted here or
+    /// learned from the store.
+    pub revocations_applied: IntCounterVec,
+    /// `gateway_revocation_store_errors_total{operation}`
+    pub revocation_store_errors: IntCounterVec,
+    /// `gateway_revocation_store_up`: 1 while the revocation store answers.
+    pub revocation_store_up: IntGauge,
+    /// `gateway_revocation_propagation_seconds`: from publishing a revocation at one replica to
+    /// applying it at this one.
+    pub revocation_propagation: Histogram,
 }
 
 impl Metrics {
@@ -47,6 +59,24 @@ impl Metrics {
             "Time from choosing a task-service replica to its response header.",
         ))?;
         registry.register(Box::new(upstream_duration.clone()))?;
+        let revocation_entries = IntGaugeVec::new(
+            Opts::new(
+                "gateway_revocation_entries",
+                "Revoked sessions, tokens and users held, by kind.",
+            ),
+            &["kind"],
+        )?;
+        registry.register(Box::new(revocation_entries.clone()))?;
+        let revocation_propagation = Histogram::with_opts(
+            HistogramOpts::new(
+                "gateway_revocation_propagation_seconds",
+                "Time from a revocation being published to this replica applying it.",
+            )
+            .buckets(vec![
+                0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+        )?;
+        registry.register(Box::new(revocation_propagation.clone()))?;
         Ok(Self {
             http,
             auth_denials: counter(
@@ -75,6 +105,22 @@ impl Metrics {
                 "gateway_healthy_upstreams",
                 "Task-service replicas passing health checks.",
             )?,
+            revocation_entries,
+            revocations_applied: counter(
+                "gateway_revocations_applied_total",
+                "Revocations that were new to this replica, by kind and source (api or store).",
+                &["kind", "source"],
+            )?,
+            revocation_store_errors: counter(
+                "gateway_revocation_store_errors_total",
+                "Failed reads and writes of the revocation store, by operation.",
+                &["operation"],
+            )?,
+            revocation_store_up: gauge(
+                "gateway_revocation_store_up",
+                "1 while the revocation store answers, else 0.",
+            )?,
+            revocation_propagation,
             registry,
         })
     }
@@ -110,6 +156,19 @@ mod tests {
             .inc();
         metrics.jwks_refreshes.with_label_values(&["success"]).inc();
         metrics.token_cache.with_label_values(&["hit"]).inc();
+        metrics
+            .revocation_entries
+            .with_label_values(&["sid"])
+            .set(1);
+        metrics
+            .revocations_applied
+            .with_label_values(&["sid", "api"])
+            .inc();
+        metrics
+            .revocation_store_errors
+            .with_label_values(&["write"])
+            .inc();
+        metrics.revocation_propagation.observe(0.01);
         let text = String::from_utf8(metrics.render()).expect("utf-8");
         for name in [
             "gateway_http_requests_total",
@@ -121,6 +180,11 @@ mod tests {
             "gateway_jwks_keys",
             "gateway_token_cache_total",
             "gateway_healthy_upstreams",
+            "gateway_revocation_entries",
+            "gateway_revocations_applied_total",
+            "gateway_revocation_store_errors_total",
+            "gateway_revocation_store_up",
+            "gateway_revocation_propagation_seconds",
         ] {
             assert!(text.contains(name), "{name} missing from\n{text}");
         }

@@ -1,7 +1,7 @@
 //! The gateway's `ProxyHttp` implementation: one phase per concern.
 //!
 //! - `request_filter`: drops any protocol upgrade, then CORS preflight, the canonical path and
-//!   route, the token, the per-user rate limit and the user binding; refusals are answered here
+//!   route, the token, its revocation, the per-user rate limit and the user binding; refusals are answered here
 //!   as JSON, with CORS headers for an allowed origin.
 //! - `upstream_peer`: a healthy task-service replica, or a JSON 503.
 //! - `upstream_request_filter`: strips every client-sent identity header, the credentials and
@@ -37,6 +37,7 @@ use crate::metrics::Metrics;
 use crate::path::RouteName;
 use crate::rate_limit::UserRateLimit;
 use crate::request_id::request_id;
+use crate::revocation::Revocations;
 use crate::token::{Principal, Verifier, now_unix};
 use crate::upstream::Upstreams;
 
@@ -49,6 +50,8 @@ pub struct GatewayProxy {
     pub(crate) metrics: Arc<Metrics>,
     /// The per-user limit, when `RATE_LIMIT_PER_USER_PER_SECOND` is set.
     pub(crate) rate_limit: Option<UserRateLimit>,
+    /// Revoked sessions, tokens and users, checked on every request (cached tokens too).
+    pub(crate) revocations: Arc<Revocations>,
 }
 
 /// Headers with which some frameworks and proxies let a client replace the method or the URL
@@ -120,6 +123,9 @@ impl GatewayProxy {
         let principal = authorize::authenticate(request, &self.verifier)
             .await
             .map_err(EarlyReply::Denied)?;
+        if self.revocations.is_revoked(&principal) {
+            return Err(EarlyReply::Denied(Denial::Revoked));
+        }
         // Counted before the user binding, so every request a user authenticates counts against
         // their own budget, whichever path it names.
         if let Some(limit) = &self.rate_limit

@@ -40,6 +40,10 @@ pub struct Principal {
     pub sub: String,
     /// The token's `email`, when it has one.
     pub email: Option<String>,
+    /// The token's `sid` (its session), `jti` (its own id) and `iat`, for the revocation check.
+    pub sid: Option<String>,
+    pub jti: Option<String>,
+    pub iat: Option<u64>,
 }
 
 /// Why a token was refused. Every variant is a 401.
@@ -89,6 +93,8 @@ struct Claims {
     iat: Option<serde_json::Value>,
     nbf: Option<serde_json::Value>,
     exp: Option<serde_json::Value>,
+    sid: Option<serde_json::Value>,
+    jti: Option<serde_json::Value>,
 }
 
 /// How one family of tokens has its claims checked.
@@ -205,12 +211,13 @@ impl Verifier {
                 .transpose()
         };
         let exp = date(claims.exp.as_ref())?.ok_or(TokenError::Malformed)?;
+        let iat = date(claims.iat.as_ref())?;
         if exp.saturating_add(self.leeway) < now {
             return Err(TokenError::Expired);
         }
         // A future `nbf`, or an `iat` in the future, beyond the leeway: not valid yet (or a
         // forged or mis-clocked token).
-        for not_before in [date(claims.nbf.as_ref())?, date(claims.iat.as_ref())?] {
+        for not_before in [date(claims.nbf.as_ref())?, iat] {
             if not_before.is_some_and(|at| at > now.saturating_add(self.leeway)) {
                 return Err(TokenError::NotYetValid);
             }
@@ -247,7 +254,23 @@ impl Verifier {
             Some(serde_json::Value::String(email)) if !email.is_empty() => Some(email),
             _ => None,
         };
-        Ok((Principal { sub, email }, exp))
+        // A session or token id that is not a string could never match a revocation.
+        let id = |claim: Option<serde_json::Value>| match claim {
+            None => Ok(None),
+            Some(serde_json::Value::String(id)) => Ok(Some(id)),
+            Some(_) => Err(TokenError::Malformed),
+        };
+        let (sid, jti) = (id(claims.sid)?, id(claims.jti)?);
+        Ok((
+            Principal {
+                sub,
+                email,
+                sid,
+                jti,
+                iat,
+            },
+            exp,
+        ))
     }
 }
 
