@@ -152,7 +152,8 @@ impl RedisStore {
                 _ = tick.tick() => {
                     revocations.sweep();
                     // A silent connection (a network cut without a reset) is noticed here.
-                    timed(sink.ping::<String>()).await?;
+                    // In subscribed mode PING answers an array, read as any value.
+                    timed(sink.ping::<redis::Value>()).await?;
                     if revocations.dirty.swap(false, Ordering::AcqRel)
                         && let Err(err) = self.reconcile(revocations, &mut connection).await
                     {

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod invariants;
+pub mod redis;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -520,12 +521,24 @@ impl TestGateway {
 
     /// Starts a gateway without waiting for readiness.
     pub async fn start_unready(vars: Vec<(String, String)>) -> Self {
+        Self::start_unready_on(vars, "127.0.0.1:0".parse().expect("address")).await
+    }
+
+    /// Starts a gateway whose admin listener is at `admin` (an address another process was told
+    /// before the gateway started), and waits until it is ready.
+    pub async fn start_with_admin(vars: Vec<(String, String)>, admin: SocketAddr) -> Self {
+        let gateway = Self::start_unready_on(vars, admin).await;
+        gateway.wait_ready().await;
+        gateway
+    }
+
+    async fn start_unready_on(vars: Vec<(String, String)>, admin: SocketAddr) -> Self {
         init_logs();
         let config = Config::from_env(&Env::from_pairs(vars)).expect("test configuration");
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind gateway");
-        let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
+        let admin = TcpListener::bind(admin).await.expect("bind admin");
         let addr = listener.local_addr().expect("local address");
         let admin_addr = admin.local_addr().expect("local address");
         let gateway = Gateway::build(&config).expect("gateway builds");
