@@ -674,6 +674,8 @@ async fn better_auth_sign_out_revokes_the_token_within_a_second() {
         .await;
     until_refused(&gateway, &user, &phone_token).await;
     assert_revoked(&gateway, &user, &phone_token).await;
+    // The cut-off covers the whole second it was made in (`iat` has whole seconds): a token
+    // issued in the next second passes.
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     let again = auth.sign_in(&client, "alice@example.com", false).await;
     let (fresh, _) = auth.token(&client, &again).await;

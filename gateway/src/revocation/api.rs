@@ -1,7 +1,7 @@
 //! The revocation endpoints of the admin listener, for the frontend's server side:
 //!
 //! - `POST /revocations` with `{"sid": "…"}`, `{"jti": "…"}` or `{"sub": "…", "not_before"?: <unix
-//!   seconds, default now>}`, and an optional `"expires_at"` (unix seconds, default now +
+//!   seconds, default the next second>}`, and an optional `"expires_at"` (unix seconds, default now +
 //!   `REVOCATION_TTL_SECONDS`): 204 once stored; 202 when it is enforced here but the store is
 //!   unreachable (it is written when the store is back); 422 with a FastAPI `detail` list for a
 //!   bad body.
@@ -203,9 +203,11 @@ pub fn parse(
     let target = match (sid, jti, sub) {
         (Some(sid), None, None) => Target::Session(sid),
         (None, Some(jti), None) => Target::Token(jti),
+        // `iat` has whole seconds, so a token issued earlier in this very second cannot be told
+        // from one issued after the revocation: by default, this second's tokens are cut off too.
         (None, None, Some(sub)) => Target::User {
             sub,
-            not_before: not_before.unwrap_or(now),
+            not_before: not_before.unwrap_or(now + 1),
         },
         // Every other combination was listed as an issue above.
         _ => {
@@ -316,7 +318,7 @@ mod tests {
             Ok(Revocation {
                 target: Target::User {
                     sub: "u1".into(),
-                    not_before: NOW
+                    not_before: NOW + 1
                 },
                 expires_at: NOW + 100
             })

@@ -63,7 +63,7 @@ const auth = betterAuth({
       if (ctx.path === "/sign-out" && session) await revoke({ sid: session.session.id });
       // "Sign out everywhere" (and a ban): every token of the user issued before now.
       if (ctx.path === "/revoke-sessions" && session) {
-        await revoke({ sub: session.user.id, not_before: Math.floor(Date.now() / 1000) });
+        await revoke({ sub: session.user.id });
       }
     }),
   },
