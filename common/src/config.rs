@@ -121,25 +121,25 @@ impl Env {
 }
 
 /// The variable holding the assertion secret, read by both tiers.
-pub const SIGNING_SECRET_VAR: &str = "GATEWAY_SIGNING_SECRET";
+pub const GATEWAY_SIGNING_SECRET: &str = "GATEWAY_SIGNING_SECRET";
 /// The variable holding the previous assertion secret, accepted by the task service during a
 /// rotation.
-pub const PREVIOUS_SIGNING_SECRET_VAR: &str = "GATEWAY_SIGNING_SECRET_PREVIOUS";
+pub const GATEWAY_SIGNING_SECRET_PREVIOUS: &str = "GATEWAY_SIGNING_SECRET_PREVIOUS";
 
 /// The current assertion secret: required, at least 32 bytes.
 pub fn signing_secret(env: &Env) -> Result<SigningSecret, ConfigError> {
-    let value = env.required(SIGNING_SECRET_VAR)?;
-    SigningSecret::new(value).map_err(|err| ConfigError::new(SIGNING_SECRET_VAR, err))
+    let value = env.required(GATEWAY_SIGNING_SECRET)?;
+    SigningSecret::new(value).map_err(|err| ConfigError::new(GATEWAY_SIGNING_SECRET, err))
 }
 
 /// The verifier for the task service: the current secret and, when set, the previous one.
 pub fn assertion_verifier(env: &Env) -> Result<AssertionVerifier, ConfigError> {
     let current = signing_secret(env)?;
     let previous = env
-        .get(PREVIOUS_SIGNING_SECRET_VAR)?
+        .get(GATEWAY_SIGNING_SECRET_PREVIOUS)?
         .map(|value| {
             SigningSecret::new(value)
-                .map_err(|err| ConfigError::new(PREVIOUS_SIGNING_SECRET_VAR, err))
+                .map_err(|err| ConfigError::new(GATEWAY_SIGNING_SECRET_PREVIOUS, err))
         })
         .transpose()?;
     Ok(AssertionVerifier::new(current, previous))
@@ -189,21 +189,23 @@ mod tests {
     #[test]
     fn signing_secret_is_required_and_long() {
         let missing = signing_secret(&Env::default()).expect_err("missing");
-        assert_eq!(missing.variable, SIGNING_SECRET_VAR);
-        let short =
-            signing_secret(&Env::from_pairs([(SIGNING_SECRET_VAR, "short")])).expect_err("short");
-        assert_eq!(short.variable, SIGNING_SECRET_VAR);
-        assert!(signing_secret(&Env::from_pairs([(SIGNING_SECRET_VAR, "s".repeat(32))])).is_ok());
+        assert_eq!(missing.variable, GATEWAY_SIGNING_SECRET);
+        let short = signing_secret(&Env::from_pairs([(GATEWAY_SIGNING_SECRET, "short")]))
+            .expect_err("short");
+        assert_eq!(short.variable, GATEWAY_SIGNING_SECRET);
+        assert!(
+            signing_secret(&Env::from_pairs([(GATEWAY_SIGNING_SECRET, "s".repeat(32))])).is_ok()
+        );
     }
 
     #[test]
     fn short_previous_secret_is_refused() {
         let env = Env::from_pairs([
-            (SIGNING_SECRET_VAR, "s".repeat(32)),
-            (PREVIOUS_SIGNING_SECRET_VAR, "old".to_owned()),
+            (GATEWAY_SIGNING_SECRET, "s".repeat(32)),
+            (GATEWAY_SIGNING_SECRET_PREVIOUS, "old".to_owned()),
         ]);
         let err = assertion_verifier(&env).expect_err("short previous");
-        assert_eq!(err.variable, PREVIOUS_SIGNING_SECRET_VAR);
+        assert_eq!(err.variable, GATEWAY_SIGNING_SECRET_PREVIOUS);
     }
 
     #[test]

@@ -1,7 +1,11 @@
-//! Names of the headers that carry identity between the tiers.
+//! Names of the headers that carry identity between the tiers, and the rules both tiers apply to
+//! a header that must appear once.
 //!
 //! The gateway removes every name in [`CLIENT_IDENTITY_HEADERS`] from each client request before it
 //! sets its own, so no client can choose the identity the task service sees.
+
+use http::header::AsHeaderName;
+use http::{HeaderMap, HeaderValue};
 
 /// The verified subject (`sub`) of the caller's token.
 pub const USER_ID: &str = "x-user-id";
@@ -43,6 +47,16 @@ pub const CLIENT_IDENTITY_HEADERS: &[&str] = &[
     "x-jwt-claims",
 ];
 
+/// The value of a header that must appear exactly once: `None` when it is missing or repeated,
+/// so that a second copy can never override (or be overridden by) the first.
+pub fn single_value(headers: &HeaderMap, name: impl AsHeaderName) -> Option<&HeaderValue> {
+    let mut values = headers.get_all(name).iter();
+    match (values.next(), values.next()) {
+        (Some(value), None) => Some(value),
+        _ => None,
+    }
+}
+
 /// The longest client-chosen request id either tier keeps.
 pub const MAX_REQUEST_ID_LEN: usize = 128;
 
@@ -54,4 +68,58 @@ pub fn is_well_formed_request_id(id: &[u8]) -> bool {
         && id
             .iter()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// The id of a request: its one well-formed [`REQUEST_ID`] when it has one, a new UUID otherwise.
+/// It is forwarded upstream, returned to the client and written in the access log, so it must be
+/// safe in all three places.
+pub fn request_id(headers: &HeaderMap) -> String {
+    single_value(headers, REQUEST_ID)
+        .filter(|value| is_well_formed_request_id(value.as_bytes()))
+        .and_then(|value| value.to_str().ok())
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_ids(ids: &[&str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for id in ids {
+            headers.append(REQUEST_ID, HeaderValue::from_str(id).expect("header value"));
+        }
+        headers
+    }
+
+    #[test]
+    fn a_header_counts_only_when_it_appears_once() {
+        assert_eq!(
+            single_value(&with_ids(&["a"]), REQUEST_ID).map(HeaderValue::as_bytes),
+            Some(&b"a"[..])
+        );
+        assert_eq!(single_value(&with_ids(&[]), REQUEST_ID), None);
+        assert_eq!(single_value(&with_ids(&["a", "a"]), REQUEST_ID), None);
+    }
+
+    #[test]
+    fn a_well_formed_client_id_is_kept() {
+        assert_eq!(request_id(&with_ids(&["abc-123_x.y"])), "abc-123_x.y");
+    }
+
+    #[test]
+    fn other_ids_are_replaced_by_a_uuid() {
+        let long = "a".repeat(MAX_REQUEST_ID_LEN + 1);
+        for ids in [
+            &[][..],
+            &["has space"],
+            &["inject\"quote"],
+            &[long.as_str()],
+            &["a", "b"],
+            &[""],
+        ] {
+            let id = request_id(&with_ids(ids));
+            assert!(uuid::Uuid::parse_str(&id).is_ok(), "{ids:?} gave {id}");
+        }
+    }
 }

@@ -2,7 +2,9 @@
 //!
 //! - [`assertion`]: the signed gateway assertion that carries a verified identity across the
 //!   internal hop, and its verifier.
-//! - [`headers`]: the names of the identity headers the gateway sets and strips.
+//! - [`headers`]: the names of the identity headers the gateway sets and strips, the one rule for
+//!   a header that must appear exactly once, and the request id either tier keeps.
+//! - [`clock`]: now in Unix seconds, the unit of token and assertion times.
 //! - [`error`]: the FastAPI-compatible JSON error body both tiers answer with.
 //! - [`metrics`]: the HTTP request metrics both tiers record alike, and registry rendering.
 //! - [`config`]: reading typed configuration from environment variables, one error line per bad
@@ -12,6 +14,7 @@
 //! This crate depends on neither axum nor pingora, so both tiers can use it.
 
 pub mod assertion;
+pub mod clock;
 pub mod config;
 pub mod error;
 pub mod headers;

@@ -3,7 +3,7 @@
 //! own request only (see `invariants::assertion`).
 #![no_main]
 
-#[path = "../../gateway/tests/support/invariants.rs"]
+#[path = "../../gateway/tests/it/support/invariants.rs"]
 #[allow(dead_code)]
 mod invariants;
 

@@ -3,7 +3,7 @@
 //! panic, and since no input is signed with the secret, nothing may verify.
 #![no_main]
 
-#[path = "../../gateway/tests/support/invariants.rs"]
+#[path = "../../gateway/tests/it/support/invariants.rs"]
 #[allow(dead_code)]
 mod invariants;
 

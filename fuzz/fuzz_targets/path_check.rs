@@ -3,7 +3,7 @@
 //! only one way (see `invariants::path_check`).
 #![no_main]
 
-#[path = "../../gateway/tests/support/invariants.rs"]
+#[path = "../../gateway/tests/it/support/invariants.rs"]
 #[allow(dead_code)]
 mod invariants;
 

@@ -3,7 +3,8 @@
 //!
 //! `cargo bench -p gateway --bench verify -- --warm-up-time 1 --measurement-time 3`
 
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/it/support/mod.rs"]
+#[allow(dead_code)] // the benchmark uses a few of the integration tests' helpers
 mod support;
 
 use std::hint::black_box;
@@ -11,7 +12,7 @@ use std::sync::Arc;
 
 use common::config::Env;
 use criterion::{Criterion, criterion_group, criterion_main};
-use gateway::config::TokenConfig;
+use gateway::config::{BETTER_AUTH_SECRET, BETTER_AUTH_URL, TokenConfig};
 use gateway::metrics::Metrics;
 use gateway::path::{check_target, match_route};
 use gateway::token::Verifier;
@@ -23,7 +24,9 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use p256::pkcs8::EncodePrivateKey;
 use rsa::pkcs1::EncodeRsaPrivateKey;
 use serde_json::Value;
-use support::{Ed25519Key, HMAC_SECRET, JwksServer, P521Key, better_auth_claims, hs256};
+use support::HMAC_SECRET;
+use support::servers::JwksServer;
+use support::tokens::{Ed25519Key, P521Key, better_auth_claims, hs256};
 
 /// A JWK for `key` named `kid`, and a token it signed.
 fn keyed(alg: Algorithm, key: EncodingKey, kid: &str, claims: &Value) -> (Value, String) {
@@ -71,8 +74,8 @@ fn setup() -> Setup {
         );
         jwks.set_keys(vec![ed.jwk(), es_jwk, p521.jwk(), rs_jwk]);
         let env = Env::from_pairs([
-            ("BETTER_AUTH_URL", jwks.base_url()),
-            ("BETTER_AUTH_SECRET", HMAC_SECRET.to_owned()),
+            (BETTER_AUTH_URL, jwks.base_url()),
+            (BETTER_AUTH_SECRET, HMAC_SECRET.to_owned()),
         ]);
         let config = TokenConfig::from_env(&env).expect("token configuration");
         let settings = config.jwks.clone().expect("JWKS configured");

@@ -1,18 +1,26 @@
-//! The access decision over a request head, in the contract's order: canonical path (400), route
-//! (404/405), bearer token (401), the per-user rate limit (429, see [`crate::rate_limit`]), then
-//! the path's `{user_id}` against the token's subject (403).
+//! The access decision over a request head, in the contract's order: CORS preflight, canonical
+//! path (400), route (404/405), bearer token (401), its revocation (401, see
+//! [`crate::revocation`]), the per-user rate limit (429, see [`crate::rate_limit`]), then the
+//! path's `{user_id}` against the token's subject (403).
 //!
-//! Each refusal is a [`Denial`], which knows its status, its JSON body, its metrics label and
-//! the `WWW-Authenticate` challenge that goes with it.
+//! [`authorize`] is the whole decision and the only place it is made. It reads nothing but the
+//! request head and the answers of the stateful parts it is handed, the token verifier, the
+//! revocation set and the rate limit, so it is tested here without a server. Each refusal is a [`Denial`], which
+//! knows its status, its JSON body, its metrics label and the `WWW-Authenticate` challenge that
+//! goes with it. A new access check belongs in [`authorize`], as one more step in this order,
+//! with its own [`Denial`] variant.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use common::error::ErrorResponse;
+use common::headers::single_value;
 use http::{Method, StatusCode, header};
 use pingora::http::RequestHeader;
 
-use crate::path::{self, PathError, Route, RouteError, Target};
-use crate::token::{Principal, TokenError, Verifier};
+use crate::cors;
+use crate::path::{self, PathError, Route, RouteError, RouteName, Target};
+use crate::token::{Principal, TokenError};
 
 /// Authorization headers longer than this are refused before any decoding.
 pub const MAX_AUTHORIZATION_BYTES: usize = 8 * 1024;
@@ -140,11 +148,91 @@ impl Denial {
     }
 }
 
+/// What the gateway does with a request, decided by [`authorize`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Answer a CORS preflight from an allowed origin with 204.
+    Preflight { route: RouteName },
+    /// Answer with the denial; `route` is known when the target matched one.
+    Deny {
+        route: Option<RouteName>,
+        denial: Denial,
+    },
+    /// Forward `target` (the origin-form path and query that was checked) for `principal`.
+    Forward {
+        route: RouteName,
+        target: String,
+        principal: Arc<Principal>,
+    },
+}
+
+impl Decision {
+    /// The matched route, the low-cardinality label of metrics and the access log.
+    pub fn route(&self) -> Option<RouteName> {
+        match self {
+            Self::Preflight { route } | Self::Forward { route, .. } => Some(*route),
+            Self::Deny { route, .. } => *route,
+        }
+    }
+}
+
+/// Decides what happens to `request`. `origin_allowed` is the CORS policy's answer for its
+/// `Origin`; `verify` is the token verifier, called only once the path and route are sound;
+/// `revoked` is the revocation check of every verified principal, cached or not; `admit` is the per-user rate limit, asked only for a verified principal, before the path
+/// binding, so every request a user authenticates counts against their own budget, whichever
+/// path it names.
+pub async fn authorize<'a, Verify, Verified>(
+    request: &'a RequestHeader,
+    origin_allowed: bool,
+    verify: Verify,
+    revoked: impl FnOnce(&Principal) -> bool,
+    admit: impl FnOnce(&Principal) -> bool,
+) -> Decision
+where
+    Verify: FnOnce(&'a str) -> Verified,
+    Verified: Future<Output = Result<Arc<Principal>, TokenError>>,
+{
+    let deny = |route: Option<RouteName>, denial| Decision::Deny { route, denial };
+    if let Some(requested) = cors::preflight_method(request) {
+        if !origin_allowed {
+            return deny(None, Denial::OriginNotAllowed);
+        }
+        return match resolve(&requested, request.raw_path()) {
+            Ok((_, route)) => Decision::Preflight { route: route.name },
+            Err(denial) => deny(None, denial),
+        };
+    }
+    let (target, route) = match resolve(&request.method, request.raw_path()) {
+        Ok(resolved) => resolved,
+        Err(denial) => return deny(None, denial),
+    };
+    let name = Some(route.name);
+    let token = match bearer_token(request) {
+        Ok(token) => token,
+        Err(denial) => return deny(name, denial),
+    };
+    let principal = match verify(token).await {
+        Ok(principal) => principal,
+        Err(error) => return deny(name, Denial::Token(error)),
+    };
+    if revoked(&principal) {
+        return deny(name, Denial::Revoked);
+    }
+    if !admit(&principal) {
+        return deny(name, Denial::RateLimited);
+    }
+    if let Err(denial) = bind(&route, &principal) {
+        return deny(name, denial);
+    }
+    Decision::Forward {
+        route: route.name,
+        target: target.origin_form.to_owned(),
+        principal,
+    }
+}
+
 /// Checks the raw target and matches it to a route for `method`.
-pub fn resolve<'a>(
-    method: &Method,
-    raw_target: &'a [u8],
-) -> Result<(Target<'a>, Route<'a>), Denial> {
+fn resolve<'a>(method: &Method, raw_target: &'a [u8]) -> Result<(Target<'a>, Route<'a>), Denial> {
     let target = path::check_target(raw_target).map_err(Denial::BadPath)?;
     let route = path::match_route(method, &target).map_err(|err| match err {
         RouteError::NotFound => Denial::NotFound,
@@ -156,11 +244,11 @@ pub fn resolve<'a>(
 /// The bearer token of a request: exactly one `Authorization: Bearer <token>` header, at most
 /// [`MAX_AUTHORIZATION_BYTES`] long.
 pub fn bearer_token(request: &RequestHeader) -> Result<&str, Denial> {
-    let mut values = request.headers.get_all(header::AUTHORIZATION).iter();
-    let value = values.next().ok_or(Denial::MissingToken)?;
-    if values.next().is_some() {
-        return Err(Denial::MalformedAuthorization);
+    if !request.headers.contains_key(header::AUTHORIZATION) {
+        return Err(Denial::MissingToken);
     }
+    let value = single_value(&request.headers, header::AUTHORIZATION)
+        .ok_or(Denial::MalformedAuthorization)?;
     if value.len() > MAX_AUTHORIZATION_BYTES {
         return Err(Denial::TokenTooLarge);
     }
@@ -181,7 +269,7 @@ pub fn bearer_token(request: &RequestHeader) -> Result<&str, Denial> {
 }
 
 /// The path's `{user_id}` must be the token's subject, byte for byte.
-pub fn bind(route: &Route<'_>, principal: &Principal) -> Result<(), Denial> {
+fn bind(route: &Route<'_>, principal: &Principal) -> Result<(), Denial> {
     if route.user_id == principal.sub {
         Ok(())
     } else {
@@ -189,20 +277,11 @@ pub fn bind(route: &Route<'_>, principal: &Principal) -> Result<(), Denial> {
     }
 }
 
-/// The verified principal of a request's bearer token, or the denial. The caller then applies
-/// the rate limit and [`bind`]s the principal to the route.
-pub async fn authenticate(
-    request: &RequestHeader,
-    verifier: &Verifier,
-) -> Result<Arc<Principal>, Denial> {
-    let token = bearer_token(request)?;
-    verifier.verify(token).await.map_err(Denial::Token)
-}
-
 #[cfg(test)]
 mod tests {
+    use std::future::{Ready, ready};
+
     use super::*;
-    use crate::path::RouteName;
 
     fn request(authorization: &[&str]) -> RequestHeader {
         let mut request =
@@ -213,6 +292,160 @@ mod tests {
                 .expect("header");
         }
         request
+    }
+
+    fn alice() -> Arc<Principal> {
+        Arc::new(Principal {
+            sub: "alice".to_owned(),
+            email: None,
+            sid: None,
+            jti: None,
+            iat: None,
+        })
+    }
+
+    fn head(method: &str, target: &[u8], headers: &[(&str, &str)]) -> RequestHeader {
+        let mut request = RequestHeader::build(method, target, None).expect("request head");
+        for (name, value) in headers {
+            request
+                .append_header(name.to_string(), *value)
+                .expect("header");
+        }
+        request
+    }
+
+    /// Runs [`authorize`] with a verifier that accepts exactly the token `good` as alice.
+    async fn decide(request: &RequestHeader, origin_allowed: bool, admit: bool) -> Decision {
+        let verify = |token: &str| -> Ready<Result<Arc<Principal>, TokenError>> {
+            assert!(
+                !request.raw_path().contains(&b'.'),
+                "a bad path never reaches the verifier"
+            );
+            ready(if token == "good" {
+                Ok(alice())
+            } else {
+                Err(TokenError::BadSignature)
+            })
+        };
+        authorize(request, origin_allowed, verify, |_| false, |_| admit).await
+    }
+
+    #[tokio::test]
+    async fn a_revoked_token_is_refused_before_the_rate_limit_counts_it() {
+        let request = head(
+            "GET",
+            b"/api/alice/tasks",
+            &[("authorization", "Bearer good")],
+        );
+        let decision = authorize(
+            &request,
+            false,
+            |_| ready(Ok(alice())),
+            |principal| principal.sub == "alice",
+            |_| panic!("a revoked token is not counted against the rate limit"),
+        )
+        .await;
+        assert_eq!(
+            decision,
+            Decision::Deny {
+                route: Some(RouteName::ListTasks),
+                denial: Denial::Revoked
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_verified_owner_is_forwarded_with_the_checked_target() {
+        let request = head(
+            "GET",
+            b"/api/alice/tasks?status=pending",
+            &[("authorization", "Bearer good")],
+        );
+        assert_eq!(
+            decide(&request, false, true).await,
+            Decision::Forward {
+                route: RouteName::ListTasks,
+                target: "/api/alice/tasks?status=pending".to_owned(),
+                principal: alice(),
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn the_checks_run_in_the_contract_order() {
+        let denial = |decision: Decision| match decision {
+            Decision::Deny { denial, .. } => Some(denial),
+            _ => None,
+        };
+        let bearer = |token| [("authorization", token)];
+        // The path comes before the token, the token before the rate limit, the rate limit
+        // before the user binding.
+        let bad_path = head("GET", b"/api/alice/../bob/tasks", &bearer("Bearer bad"));
+        assert_eq!(
+            denial(decide(&bad_path, true, false).await),
+            Some(Denial::BadPath(PathError::DotSegment))
+        );
+        let no_route = head("GET", b"/admin", &[]);
+        assert_eq!(
+            denial(decide(&no_route, true, true).await),
+            Some(Denial::NotFound)
+        );
+        let missing = head("GET", b"/api/bob/tasks", &[]);
+        assert_eq!(
+            decide(&missing, true, false).await,
+            Decision::Deny {
+                route: Some(RouteName::ListTasks),
+                denial: Denial::MissingToken
+            }
+        );
+        let forged = head("GET", b"/api/bob/tasks", &bearer("Bearer bad"));
+        assert_eq!(
+            denial(decide(&forged, true, false).await),
+            Some(Denial::Token(TokenError::BadSignature))
+        );
+        let over_budget = head("GET", b"/api/bob/tasks", &bearer("Bearer good"));
+        assert_eq!(
+            denial(decide(&over_budget, true, false).await),
+            Some(Denial::RateLimited)
+        );
+        assert_eq!(
+            denial(decide(&over_budget, true, true).await),
+            Some(Denial::UserMismatch)
+        );
+    }
+
+    #[tokio::test]
+    async fn preflights_are_answered_for_allowed_origins_only() {
+        let preflight = |target: &[u8]| {
+            head(
+                "OPTIONS",
+                target,
+                &[
+                    ("origin", "https://app.example"),
+                    ("access-control-request-method", "DELETE"),
+                ],
+            )
+        };
+        assert_eq!(
+            decide(&preflight(b"/api/alice/tasks/1"), true, true).await,
+            Decision::Preflight {
+                route: RouteName::DeleteTask
+            }
+        );
+        assert_eq!(
+            decide(&preflight(b"/api/alice/tasks/1"), false, true).await,
+            Decision::Deny {
+                route: None,
+                denial: Denial::OriginNotAllowed
+            }
+        );
+        assert_eq!(
+            decide(&preflight(b"/api/alice/tasks"), true, true).await,
+            Decision::Deny {
+                route: None,
+                denial: Denial::MethodNotAllowed(&[Method::GET, Method::POST])
+            }
+        );
     }
 
     #[test]

@@ -14,6 +14,59 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::revocation::RevocationConfig;
 
+// The name of each variable the gateway reads, once; the shared signing secret's names are in
+// `common::config`, the logging ones in `common::telemetry`.
+/// The public listener.
+pub const GATEWAY_LISTEN: &str = "GATEWAY_LISTEN";
+/// The admin listener (`/metrics`, `/healthz`, `/readyz`).
+pub const GATEWAY_ADMIN_LISTEN: &str = "GATEWAY_ADMIN_LISTEN";
+/// Where a graceful upgrade hands over the listening sockets.
+pub const GATEWAY_UPGRADE_SOCK: &str = "GATEWAY_UPGRADE_SOCK";
+/// Better Auth's base URL: the default JWKS URL, issuer and audience.
+pub const BETTER_AUTH_URL: &str = "BETTER_AUTH_URL";
+/// The shared secret of HS256/384/512 tokens.
+pub const BETTER_AUTH_SECRET: &str = "BETTER_AUTH_SECRET";
+/// The JWKS endpoint, when not under `BETTER_AUTH_URL`.
+pub const JWKS_URL: &str = "JWKS_URL";
+/// The accepted `iss`.
+pub const JWT_ISSUER: &str = "JWT_ISSUER";
+/// The accepted `aud`.
+pub const JWT_AUDIENCE: &str = "JWT_AUDIENCE";
+/// Clock skew tolerated on `exp`, `nbf` and `iat`.
+pub const JWT_LEEWAY_SECONDS: &str = "JWT_LEEWAY_SECONDS";
+/// How many verified tokens are remembered.
+pub const TOKEN_CACHE_CAPACITY: &str = "TOKEN_CACHE_CAPACITY";
+/// How often the key set is refreshed.
+pub const JWKS_REFRESH_SECONDS: &str = "JWKS_REFRESH_SECONDS";
+/// The least time between two fetches caused by unknown `kid`s.
+pub const JWKS_MIN_REFETCH_MS: &str = "JWKS_MIN_REFETCH_MS";
+/// Timeout of one JWKS request.
+pub const JWKS_FETCH_TIMEOUT_MS: &str = "JWKS_FETCH_TIMEOUT_MS";
+/// The task-service replicas, comma-separated.
+pub const TASK_SERVICE_URL: &str = "TASK_SERVICE_URL";
+/// Connect timeout to a replica.
+pub const UPSTREAM_CONNECT_TIMEOUT_MS: &str = "UPSTREAM_CONNECT_TIMEOUT_MS";
+/// Longest wait for each read of a replica's reply.
+pub const UPSTREAM_READ_TIMEOUT_MS: &str = "UPSTREAM_READ_TIMEOUT_MS";
+/// Write timeout to a replica.
+pub const UPSTREAM_WRITE_TIMEOUT_MS: &str = "UPSTREAM_WRITE_TIMEOUT_MS";
+/// How long a pooled upstream connection may stay idle.
+pub const UPSTREAM_IDLE_TIMEOUT_MS: &str = "UPSTREAM_IDLE_TIMEOUT_MS";
+/// How often each replica's `/healthz` is probed.
+pub const HEALTH_CHECK_INTERVAL_MS: &str = "HEALTH_CHECK_INTERVAL_MS";
+/// Origins allowed to call the API from a browser, comma-separated.
+pub const CORS_ALLOWED_ORIGINS: &str = "CORS_ALLOWED_ORIGINS";
+/// Requests each verified user may make per second; 0 is off.
+pub const RATE_LIMIT_PER_USER_PER_SECOND: &str = "RATE_LIMIT_PER_USER_PER_SECOND";
+/// The bearer token of the revocation endpoints; unset turns them off.
+pub const GATEWAY_ADMIN_TOKEN: &str = "GATEWAY_ADMIN_TOKEN";
+/// The default lifetime of a revocation, in seconds.
+pub const REVOCATION_TTL_SECONDS: &str = "REVOCATION_TTL_SECONDS";
+/// Where a single gateway keeps its revocations.
+pub const REVOCATION_FILE: &str = "REVOCATION_FILE";
+/// The Redis shared by every replica for revocations.
+pub const REVOCATION_REDIS_URL: &str = "REVOCATION_REDIS_URL";
+
 /// The shortest `BETTER_AUTH_SECRET` accepted, in bytes.
 pub const MIN_HMAC_SECRET_BYTES: usize = 32;
 
@@ -141,22 +194,20 @@ impl Config {
     /// Reads and checks every variable; the first bad one is returned.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         Ok(Self {
-            listen: env.parse_or("GATEWAY_LISTEN", SocketAddr::from(([0, 0, 0, 0], 8080)))?,
-            admin_listen: env.parse_or(
-                "GATEWAY_ADMIN_LISTEN",
-                SocketAddr::from(([0, 0, 0, 0], 9090)),
-            )?,
+            listen: env.parse_or(GATEWAY_LISTEN, SocketAddr::from(([0, 0, 0, 0], 8080)))?,
+            admin_listen: env
+                .parse_or(GATEWAY_ADMIN_LISTEN, SocketAddr::from(([0, 0, 0, 0], 9090)))?,
             tokens: TokenConfig::from_env(env)?,
             upstream: UpstreamConfig::from_env(env)?,
             cors_allowed_origins: cors_origins(env)?,
             signing_secret: signing_secret(env)?,
             upgrade_sock: env
-                .get("GATEWAY_UPGRADE_SOCK")?
+                .get(GATEWAY_UPGRADE_SOCK)?
                 .unwrap_or("/tmp/gateway_upgrade.sock")
                 .to_owned(),
             rate_limit_per_user_per_second: bounded(
                 env,
-                "RATE_LIMIT_PER_USER_PER_SECOND",
+                RATE_LIMIT_PER_USER_PER_SECOND,
                 0,
                 0..=1_000_000,
             )?,
@@ -169,17 +220,17 @@ impl TokenConfig {
     /// Reads the token sources; at least one must be configured.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let base_url = env
-            .get("BETTER_AUTH_URL")?
-            .map(|value| http_url("BETTER_AUTH_URL", value))
+            .get(BETTER_AUTH_URL)?
+            .map(|value| http_url(BETTER_AUTH_URL, value))
             .transpose()?;
-        let issuer = env.get("JWT_ISSUER")?.map(str::to_owned);
-        let audience = env.get("JWT_AUDIENCE")?.map(str::to_owned);
+        let issuer = env.get(JWT_ISSUER)?.map(str::to_owned);
+        let audience = env.get(JWT_AUDIENCE)?.map(str::to_owned);
         let hmac = env
-            .get("BETTER_AUTH_SECRET")?
+            .get(BETTER_AUTH_SECRET)?
             .map(|secret| {
                 if secret.len() < MIN_HMAC_SECRET_BYTES {
                     return Err(ConfigError::new(
-                        "BETTER_AUTH_SECRET",
+                        BETTER_AUTH_SECRET,
                         format!(
                             "must be at least {MIN_HMAC_SECRET_BYTES} bytes long (got {})",
                             secret.len()
@@ -196,15 +247,15 @@ impl TokenConfig {
         let jwks = jwks_config(env, base_url.as_ref(), issuer, audience)?;
         if hmac.is_none() && jwks.is_none() {
             return Err(ConfigError::new(
-                "BETTER_AUTH_SECRET",
+                BETTER_AUTH_SECRET,
                 "no token source: set BETTER_AUTH_URL (Better Auth JWKS), JWKS_URL or BETTER_AUTH_SECRET",
             ));
         }
         Ok(Self {
             hmac,
             jwks,
-            leeway_seconds: bounded(env, "JWT_LEEWAY_SECONDS", 60, 0..=3600)?,
-            cache_capacity: bounded(env, "TOKEN_CACHE_CAPACITY", 100_000, 0..=10_000_000)?,
+            leeway_seconds: bounded(env, JWT_LEEWAY_SECONDS, 60, 0..=3600)?,
+            cache_capacity: bounded(env, TOKEN_CACHE_CAPACITY, 100_000, 0..=10_000_000)?,
         })
     }
 }
@@ -217,11 +268,11 @@ fn jwks_config(
     issuer: Option<String>,
     audience: Option<String>,
 ) -> Result<Option<JwksConfig>, ConfigError> {
-    let url = match (env.get("JWKS_URL")?, base_url) {
-        (Some(url), _) => http_url("JWKS_URL", url)?,
+    let url = match (env.get(JWKS_URL)?, base_url) {
+        (Some(url), _) => http_url(JWKS_URL, url)?,
         (None, Some(base)) => {
             let jwks = format!("{}/api/auth/jwks", base.as_str().trim_end_matches('/'));
-            http_url("BETTER_AUTH_URL", &jwks)?
+            http_url(BETTER_AUTH_URL, &jwks)?
         }
         (None, None) => return Ok(None),
     };
@@ -236,16 +287,11 @@ fn jwks_config(
     };
     Ok(Some(JwksConfig {
         url,
-        issuers: pick(issuer, "JWT_ISSUER")?,
-        audiences: pick(audience, "JWT_AUDIENCE")?,
-        refresh_interval: Duration::from_secs(bounded(
-            env,
-            "JWKS_REFRESH_SECONDS",
-            300,
-            1..=86_400,
-        )?),
-        min_refetch_interval: millis(env, "JWKS_MIN_REFETCH_MS", 10_000)?,
-        fetch_timeout: millis(env, "JWKS_FETCH_TIMEOUT_MS", 5_000)?,
+        issuers: pick(issuer, JWT_ISSUER)?,
+        audiences: pick(audience, JWT_AUDIENCE)?,
+        refresh_interval: Duration::from_secs(bounded(env, JWKS_REFRESH_SECONDS, 300, 1..=86_400)?),
+        min_refetch_interval: millis(env, JWKS_MIN_REFETCH_MS, 10_000)?,
+        fetch_timeout: millis(env, JWKS_FETCH_TIMEOUT_MS, 5_000)?,
     }))
 }
 
@@ -265,10 +311,10 @@ impl UpstreamConfig {
     /// Reads the replica list and the hop's timeouts.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let urls = env
-            .list("TASK_SERVICE_URL")?
+            .list(TASK_SERVICE_URL)?
             .unwrap_or_else(|| vec!["http://127.0.0.1:8081".to_owned()]);
         if urls.is_empty() {
-            return Err(ConfigError::new("TASK_SERVICE_URL", "lists no replica"));
+            return Err(ConfigError::new(TASK_SERVICE_URL, "lists no replica"));
         }
         let replicas = urls
             .iter()
@@ -276,11 +322,11 @@ impl UpstreamConfig {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             replicas,
-            connect_timeout: millis(env, "UPSTREAM_CONNECT_TIMEOUT_MS", 1_000)?,
-            read_timeout: millis(env, "UPSTREAM_READ_TIMEOUT_MS", 10_000)?,
-            write_timeout: millis(env, "UPSTREAM_WRITE_TIMEOUT_MS", 10_000)?,
-            idle_timeout: millis(env, "UPSTREAM_IDLE_TIMEOUT_MS", 15_000)?,
-            health_check_interval: millis(env, "HEALTH_CHECK_INTERVAL_MS", 1_000)?,
+            connect_timeout: millis(env, UPSTREAM_CONNECT_TIMEOUT_MS, 1_000)?,
+            read_timeout: millis(env, UPSTREAM_READ_TIMEOUT_MS, 10_000)?,
+            write_timeout: millis(env, UPSTREAM_WRITE_TIMEOUT_MS, 10_000)?,
+            idle_timeout: millis(env, UPSTREAM_IDLE_TIMEOUT_MS, 15_000)?,
+            health_check_interval: millis(env, HEALTH_CHECK_INTERVAL_MS, 1_000)?,
         })
     }
 }
@@ -288,7 +334,7 @@ impl UpstreamConfig {
 /// `http://host:port` with nothing else: the hop to the task service is plain HTTP on an internal
 /// network, and a path would be silently ignored.
 fn replica_address(value: &str) -> Result<ReplicaAddress, ConfigError> {
-    let bad = |message: &str| ConfigError::new("TASK_SERVICE_URL", format!("{value:?} {message}"));
+    let bad = |message: &str| ConfigError::new(TASK_SERVICE_URL, format!("{value:?} {message}"));
     let url = Url::parse(value).map_err(|err| bad(&format!("is not a URL: {err}")))?;
     if url.scheme() != "http" {
         return Err(bad(
@@ -324,7 +370,7 @@ fn http_url(variable: &str, value: &str) -> Result<Url, ConfigError> {
 /// Each entry must be an exact origin (`scheme://host[:port]`), compared byte for byte with the
 /// browser's `Origin` header; a wildcard is refused so no site can read another user's tasks.
 fn cors_origins(env: &Env) -> Result<Vec<String>, ConfigError> {
-    let variable = "CORS_ALLOWED_ORIGINS";
+    let variable = CORS_ALLOWED_ORIGINS;
     let origins = env
         .list(variable)?
         .unwrap_or_else(|| vec!["http://localhost:3000".to_owned()]);
@@ -372,13 +418,15 @@ fn millis(env: &Env, variable: &str, default: u64) -> Result<Duration, ConfigErr
 
 #[cfg(test)]
 mod tests {
+    use common::config::GATEWAY_SIGNING_SECRET;
+
     use super::*;
 
     const SIGNING: &str = "signing-secret-signing-secret-0123456789";
     const HMAC: &str = "better-auth-secret-better-auth-secret-01";
 
     fn env(pairs: &[(&str, &str)]) -> Env {
-        let mut all = vec![("GATEWAY_SIGNING_SECRET", SIGNING)];
+        let mut all = vec![(GATEWAY_SIGNING_SECRET, SIGNING)];
         all.extend_from_slice(pairs);
         Env::from_pairs(all)
     }
@@ -391,7 +439,7 @@ mod tests {
 
     #[test]
     fn better_auth_url_alone_configures_jwks_with_origin_claims() {
-        let config = Config::from_env(&env(&[("BETTER_AUTH_URL", "https://auth.example.com/")]))
+        let config = Config::from_env(&env(&[(BETTER_AUTH_URL, "https://auth.example.com/")]))
             .expect("valid");
         let jwks = config.tokens.jwks.expect("jwks configured");
         assert_eq!(jwks.url.as_str(), "https://auth.example.com/api/auth/jwks");
@@ -403,7 +451,7 @@ mod tests {
 
     #[test]
     fn defaults_match_the_contract() {
-        let config = Config::from_env(&env(&[("BETTER_AUTH_SECRET", HMAC)])).expect("valid");
+        let config = Config::from_env(&env(&[(BETTER_AUTH_SECRET, HMAC)])).expect("valid");
         assert_eq!(config.listen, SocketAddr::from(([0, 0, 0, 0], 8080)));
         assert_eq!(config.admin_listen, SocketAddr::from(([0, 0, 0, 0], 9090)));
         assert_eq!(config.cors_allowed_origins, ["http://localhost:3000"]);
@@ -423,46 +471,46 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_variable() {
-        assert_eq!(error_variable(&[]), "BETTER_AUTH_SECRET");
+        assert_eq!(error_variable(&[]), BETTER_AUTH_SECRET);
         assert_eq!(
-            error_variable(&[("BETTER_AUTH_SECRET", "short")]),
-            "BETTER_AUTH_SECRET"
+            error_variable(&[(BETTER_AUTH_SECRET, "short")]),
+            BETTER_AUTH_SECRET
         );
         assert_eq!(
-            error_variable(&[("BETTER_AUTH_URL", "not a url")]),
-            "BETTER_AUTH_URL"
+            error_variable(&[(BETTER_AUTH_URL, "not a url")]),
+            BETTER_AUTH_URL
         );
         assert_eq!(
-            error_variable(&[("JWKS_URL", "http://auth/jwks")]),
-            "JWT_ISSUER"
+            error_variable(&[(JWKS_URL, "http://auth/jwks")]),
+            JWT_ISSUER
         );
         for (variable, value) in [
-            ("TASK_SERVICE_URL", "https://task:8081"),
-            ("TASK_SERVICE_URL", "http://task:8081/api"),
-            ("CORS_ALLOWED_ORIGINS", "*"),
-            ("CORS_ALLOWED_ORIGINS", "http://localhost:3000/app"),
-            ("JWT_LEEWAY_SECONDS", "-1"),
-            ("GATEWAY_LISTEN", "8080"),
-            ("UPSTREAM_READ_TIMEOUT_MS", "0"),
-            ("RATE_LIMIT_PER_USER_PER_SECOND", "-5"),
-            ("RATE_LIMIT_PER_USER_PER_SECOND", "many"),
+            (TASK_SERVICE_URL, "https://task:8081"),
+            (TASK_SERVICE_URL, "http://task:8081/api"),
+            (CORS_ALLOWED_ORIGINS, "*"),
+            (CORS_ALLOWED_ORIGINS, "http://localhost:3000/app"),
+            (JWT_LEEWAY_SECONDS, "-1"),
+            (GATEWAY_LISTEN, "8080"),
+            (UPSTREAM_READ_TIMEOUT_MS, "0"),
+            (RATE_LIMIT_PER_USER_PER_SECOND, "-5"),
+            (RATE_LIMIT_PER_USER_PER_SECOND, "many"),
         ] {
             assert_eq!(
-                error_variable(&[("BETTER_AUTH_SECRET", HMAC), (variable, value)]),
+                error_variable(&[(BETTER_AUTH_SECRET, HMAC), (variable, value)]),
                 variable,
                 "{variable}={value}"
             );
         }
-        let missing_signing = Config::from_env(&Env::from_pairs([("BETTER_AUTH_SECRET", HMAC)]))
+        let missing_signing = Config::from_env(&Env::from_pairs([(BETTER_AUTH_SECRET, HMAC)]))
             .expect_err("no signing secret");
-        assert_eq!(missing_signing.variable, "GATEWAY_SIGNING_SECRET");
+        assert_eq!(missing_signing.variable, GATEWAY_SIGNING_SECRET);
     }
 
     #[test]
     fn replica_list_accepts_names_and_ipv6() {
         let config = Config::from_env(&env(&[
-            ("BETTER_AUTH_SECRET", HMAC),
-            ("TASK_SERVICE_URL", "http://task-a:9000, http://[::1]:9001"),
+            (BETTER_AUTH_SECRET, HMAC),
+            (TASK_SERVICE_URL, "http://task-a:9000, http://[::1]:9001"),
         ]))
         .expect("valid");
         let shown: Vec<String> = config
@@ -477,10 +525,10 @@ mod tests {
     #[test]
     fn explicit_issuer_and_audience_override_the_base_url() {
         let config = Config::from_env(&env(&[
-            ("BETTER_AUTH_URL", "http://localhost:3000"),
-            ("JWT_ISSUER", "issuer"),
-            ("JWT_AUDIENCE", "audience"),
-            ("BETTER_AUTH_SECRET", HMAC),
+            (BETTER_AUTH_URL, "http://localhost:3000"),
+            (JWT_ISSUER, "issuer"),
+            (JWT_AUDIENCE, "audience"),
+            (BETTER_AUTH_SECRET, HMAC),
         ]))
         .expect("valid");
         let jwks = config.tokens.jwks.expect("jwks");

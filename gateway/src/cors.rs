@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 
+use common::headers::single_value;
 use http::{Method, header};
 use pingora::http::{RequestHeader, ResponseHeader};
 
@@ -31,9 +32,10 @@ impl CorsPolicy {
 
     /// The request's `Origin`, when there is exactly one and it is allowed.
     pub fn allowed_origin(&self, request: &RequestHeader) -> Option<String> {
-        let mut values = request.headers.get_all(header::ORIGIN).iter();
-        let origin = values.next()?.to_str().ok()?;
-        (values.next().is_none() && self.origins.contains(origin)).then(|| origin.to_owned())
+        let origin = single_value(&request.headers, header::ORIGIN)?
+            .to_str()
+            .ok()?;
+        self.origins.contains(origin).then(|| origin.to_owned())
     }
 
     /// Whether the request has an `Origin` header at all (allowed or not).

@@ -10,8 +10,10 @@
 //! - [`authorize`]: the access decision and its [`authorize::Denial`]s.
 //! - [`rate_limit`]: the per-user request budget, keyed by the verified subject.
 //! - [`revocation`]: revoked sessions, tokens and users (sign-out), their store and admin API.
-//! - [`cors`], [`request_id`]: browser access and per-request ids.
-//! - [`proxy`]: the `ProxyHttp` implementation.
+//! - [`cors`]: browser access.
+//! - [`proxy`]: the `ProxyHttp` implementation, one method per pingora phase.
+//! - [`forward`]: the request head the task service receives (identity, request id, assertion).
+//! - [`failure`]: how upstream failures are answered (JSON 502/503/504).
 //! - [`upstream`]: task-service replicas, health checks and load balancing.
 //! - [`admin`]: `/metrics`, `/healthz`, `/readyz` and the revocation endpoints.
 //! - [`metrics`]: the Prometheus metrics.
@@ -24,12 +26,13 @@ pub mod authorize;
 pub mod config;
 pub mod cors;
 pub mod drain;
+pub mod failure;
+pub mod forward;
 pub mod metrics;
 pub mod mint;
 pub mod path;
 pub mod proxy;
 pub mod rate_limit;
-pub mod request_id;
 pub mod revocation;
 pub mod token;
 pub mod upstream;

@@ -4,12 +4,12 @@
 
 use std::time::Duration;
 
+use common::clock::now_unix;
 use common::config::{ConfigError, Env};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::Serialize;
 
-use crate::config::TokenConfig;
-use crate::token::now_unix;
+use crate::config::{BETTER_AUTH_SECRET, BETTER_AUTH_URL, TokenConfig};
 
 /// What to put in the token.
 #[derive(Debug, Clone)]
@@ -37,8 +37,8 @@ pub fn mint_token(env: &Env, request: &MintRequest) -> Result<String, ConfigErro
     let tokens = TokenConfig::from_env(env)?;
     let hmac = tokens
         .hmac
-        .ok_or_else(|| ConfigError::new("BETTER_AUTH_SECRET", "is required to mint a token"))?;
-    let base_url = env.get("BETTER_AUTH_URL")?;
+        .ok_or_else(|| ConfigError::new(BETTER_AUTH_SECRET, "is required to mint a token"))?;
+    let base_url = env.get(BETTER_AUTH_URL)?;
     let iss = hmac.issuer.as_deref().or(base_url);
     let aud = hmac.audience.as_deref().or(base_url);
     let iat = now_unix();
@@ -55,7 +55,7 @@ pub fn mint_token(env: &Env, request: &MintRequest) -> Result<String, ConfigErro
         &claims,
         &EncodingKey::from_secret(hmac.secret_bytes()),
     )
-    .map_err(|err| ConfigError::new("BETTER_AUTH_SECRET", format!("cannot sign: {err}")))
+    .map_err(|err| ConfigError::new(BETTER_AUTH_SECRET, format!("cannot sign: {err}")))
 }
 
 /// Parses a lifetime such as `90s`, `15m`, `1h`, `2d` or a bare number of seconds.
@@ -99,7 +99,7 @@ mod tests {
 
     #[test]
     fn minting_needs_the_shared_secret() {
-        let env = Env::from_pairs([("BETTER_AUTH_URL", "http://localhost:3000")]);
+        let env = Env::from_pairs([(BETTER_AUTH_URL, "http://localhost:3000")]);
         let request = MintRequest {
             sub: "alice".into(),
             email: None,
@@ -107,7 +107,7 @@ mod tests {
         };
         assert_eq!(
             mint_token(&env, &request).expect_err("no secret").variable,
-            "BETTER_AUTH_SECRET"
+            BETTER_AUTH_SECRET
         );
     }
 }

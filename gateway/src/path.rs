@@ -171,7 +171,29 @@ pub enum RouteName {
 }
 
 impl RouteName {
-    /// The route template, used as a low-cardinality metrics label.
+    /// Every route, in the contract's order.
+    pub const ALL: [Self; 6] = [
+        Self::ListTasks,
+        Self::CreateTask,
+        Self::GetTask,
+        Self::UpdateTask,
+        Self::DeleteTask,
+        Self::CompleteTask,
+    ];
+
+    /// The route's method.
+    pub fn method(self) -> Method {
+        match self {
+            Self::ListTasks | Self::GetTask => Method::GET,
+            Self::CreateTask => Method::POST,
+            Self::UpdateTask => Method::PUT,
+            Self::DeleteTask => Method::DELETE,
+            Self::CompleteTask => Method::PATCH,
+        }
+    }
+
+    /// The route template, used as a low-cardinality metrics label; the same template as the
+    /// task service's (its metrics label and its OpenAPI path).
     pub fn template(self) -> &'static str {
         match self {
             Self::ListTasks | Self::CreateTask => "/api/{user_id}/tasks",

@@ -1,16 +1,12 @@
 //! The gateway's `ProxyHttp` implementation: one phase per concern.
 //!
-//! - `request_filter`: drops any protocol upgrade, then CORS preflight, the canonical path and
-//!   route, the token, its revocation, the per-user rate limit and the user binding; refusals are answered here
-//!   as JSON, with CORS headers for an allowed origin.
+//! - `request_filter`: drops any protocol upgrade, then runs the access decision
+//!   ([`crate::authorize`]); preflights and refusals are answered here as JSON, with CORS headers
+//!   for an allowed origin.
 //! - `upstream_peer`: a healthy task-service replica, or a JSON 503.
-//! - `upstream_request_filter`: strips every client-sent identity header, the credentials and
-//!   the method/URL override headers, then sets the verified identity, the request id and the
-//!   signed assertion. It runs after
-//!   pingora's hop-by-hop sanitiser, so a `Connection: x-user-id` from the client can only remove
-//!   the client's own header, never the one set here.
+//! - `upstream_request_filter`: the head the task service receives ([`crate::forward`]).
 //! - `response_filter`: CORS headers and the request id on proxied replies.
-//! - `fail_to_proxy`: JSON 502/503/504 instead of pingora's bare default.
+//! - `fail_to_proxy`: JSON 502/503/504 ([`crate::failure`]) instead of pingora's bare default.
 //! - `logging`: metrics and one JSON access-log line per request.
 
 use std::net::SocketAddr;
@@ -19,26 +15,26 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use common::assertion::{AssertedRequest, SigningSecret, sign};
-use common::error::{ErrorResponse, JSON_CONTENT_TYPE};
-use common::headers::{
-    CLIENT_IDENTITY_HEADERS, GATEWAY_ASSERTION, REQUEST_ID, USER_EMAIL, USER_ID,
-};
+use common::assertion::SigningSecret;
+use common::clock::now_unix;
+use common::error::JSON_CONTENT_TYPE;
+use common::headers::{REQUEST_ID, request_id};
 use common::metrics::method_label;
 use http::{StatusCode, header};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::{HttpPeer, Peer};
-use pingora::{Error, ErrorSource, ErrorType};
+use pingora::{Error, ErrorType};
 
-use crate::authorize::{self, Denial};
+use crate::authorize::{Decision, Denial, authorize};
 use crate::cors::{self, CorsPolicy};
+use crate::failure::{classify_failure, failure_response};
+use crate::forward::{self, Forwarded};
 use crate::metrics::Metrics;
 use crate::path::RouteName;
 use crate::rate_limit::UserRateLimit;
-use crate::request_id::request_id;
 use crate::revocation::Revocations;
-use crate::token::{Principal, Verifier, now_unix};
+use crate::token::{Principal, Verifier};
 use crate::upstream::Upstreams;
 
 /// The proxy: shared by every request.
@@ -53,25 +49,6 @@ pub struct GatewayProxy {
     /// Revoked sessions, tokens and users, checked on every request (cached tokens too).
     pub(crate) revocations: Arc<Revocations>,
 }
-
-/// Headers with which some frameworks and proxies let a client replace the method or the URL
-/// that was routed (`X-HTTP-Method-Override: DELETE` on a POST, `X-Original-URL: /admin`). The
-/// gateway authorized the method and target on the request line, so these never reach the task
-/// service: should it ever sit behind such a framework, it could not be steered past that
-/// decision.
-pub const OVERRIDE_HEADERS: &[&str] = &[
-    "x-http-method-override",
-    "x-http-method",
-    "x-method-override",
-    "x-original-method",
-    "x-original-url",
-    "x-original-uri",
-    "x-rewrite-url",
-    "x-forwarded-uri",
-    "x-forwarded-path",
-    "x-forwarded-prefix",
-    "x-envoy-original-path",
-];
 
 /// What one request has learned so far.
 pub struct RequestCtx {
@@ -93,51 +70,7 @@ pub struct RequestCtx {
     upstream_error: Option<&'static str>,
 }
 
-/// How `request_filter` ends when it answers the request itself.
-enum EarlyReply {
-    /// A CORS preflight from an allowed origin.
-    Preflight,
-    Denied(Denial),
-}
-
 impl GatewayProxy {
-    /// Runs the access decision over the request head, filling `ctx` on the way.
-    async fn decide(
-        &self,
-        request: &RequestHeader,
-        ctx: &mut RequestCtx,
-    ) -> Result<(), EarlyReply> {
-        if let Some(requested) = cors::preflight_method(request) {
-            if ctx.origin.is_none() {
-                return Err(EarlyReply::Denied(Denial::OriginNotAllowed));
-            }
-            let (_, route) =
-                authorize::resolve(&requested, request.raw_path()).map_err(EarlyReply::Denied)?;
-            ctx.route = Some(route.name);
-            return Err(EarlyReply::Preflight);
-        }
-        let (target, route) =
-            authorize::resolve(&request.method, request.raw_path()).map_err(EarlyReply::Denied)?;
-        ctx.route = Some(route.name);
-        ctx.forwarded_target = target.origin_form.to_owned();
-        let principal = authorize::authenticate(request, &self.verifier)
-            .await
-            .map_err(EarlyReply::Denied)?;
-        if self.revocations.is_revoked(&principal) {
-            return Err(EarlyReply::Denied(Denial::Revoked));
-        }
-        // Counted before the user binding, so every request a user authenticates counts against
-        // their own budget, whichever path it names.
-        if let Some(limit) = &self.rate_limit
-            && !limit.admit(&principal)
-        {
-            return Err(EarlyReply::Denied(Denial::RateLimited));
-        }
-        authorize::bind(&route, &principal).map_err(EarlyReply::Denied)?;
-        ctx.principal = Some(principal);
-        Ok(())
-    }
-
     /// Writes a reply of the gateway's own: JSON body (if any), request id, CORS headers for
     /// an allowed origin, and `extra` headers.
     async fn reply(
@@ -214,46 +147,6 @@ impl GatewayProxy {
     }
 }
 
-/// How a proxying failure is answered: the status (0 for none, the client is gone) and, for
-/// failures of the task tier, the metrics kind.
-pub fn classify_failure(error: &Error) -> (u16, Option<&'static str>) {
-    use ErrorType::*;
-    if let HTTPStatus(code) = error.etype() {
-        return (*code, None);
-    }
-    if error.esource() == &ErrorSource::Downstream {
-        return match error.etype() {
-            ReadError | WriteError | ConnectionClosed | ReadTimedout | WriteTimedout => (0, None),
-            _ => (400, None),
-        };
-    }
-    match error.etype() {
-        ConnectTimedout => (504, Some("connect_timeout")),
-        ReadTimedout => (504, Some("read_timeout")),
-        WriteTimedout => (504, Some("write_timeout")),
-        ConnectRefused => (502, Some("connect_refused")),
-        ConnectNoRoute | ConnectError | SocketError | BindError => (502, Some("connect_error")),
-        ConnectionClosed | ReadError | WriteError => (502, Some("connection_closed")),
-        InvalidHTTPHeader | H1Error | H2Error | InvalidH2 | H2Downgrade => {
-            (502, Some("protocol_error"))
-        }
-        _ if error.esource() == &ErrorSource::Upstream => (502, Some("other")),
-        _ => (500, None),
-    }
-}
-
-/// The JSON body of a failure status.
-fn failure_response(status: u16) -> ErrorResponse {
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let detail = match status {
-        StatusCode::BAD_GATEWAY => "Task service unreachable",
-        StatusCode::SERVICE_UNAVAILABLE => "Task service unavailable",
-        StatusCode::GATEWAY_TIMEOUT => "Task service timed out",
-        other => other.canonical_reason().unwrap_or("Error"),
-    };
-    ErrorResponse::new(status, detail)
-}
-
 #[async_trait]
 impl ProxyHttp for GatewayProxy {
     type CTX = RequestCtx;
@@ -286,17 +179,37 @@ impl ProxyHttp for GatewayProxy {
         // Clients that offer an upgrade (curl's h2c) get an ordinary HTTP/1.1 answer, as
         // RFC 9110 §7.8 allows.
         session.req_header_mut().remove_header(&header::UPGRADE);
-        ctx.request_id = request_id(session.req_header());
-        ctx.origin = self.cors.allowed_origin(session.req_header());
-        match self.decide(session.req_header(), ctx).await {
-            Ok(()) => Ok(false),
-            Err(EarlyReply::Preflight) => {
+        let request = session.req_header();
+        ctx.request_id = request_id(&request.headers);
+        ctx.origin = self.cors.allowed_origin(request);
+        let decision = authorize(
+            request,
+            ctx.origin.is_some(),
+            |token| self.verifier.verify(token),
+            |principal| self.revocations.is_revoked(principal),
+            |principal| {
+                self.rate_limit
+                    .as_ref()
+                    .is_none_or(|limit| limit.admit(principal))
+            },
+        )
+        .await;
+        ctx.route = decision.route();
+        match decision {
+            Decision::Forward {
+                target, principal, ..
+            } => {
+                ctx.forwarded_target = target;
+                ctx.principal = Some(principal);
+                Ok(false)
+            }
+            Decision::Preflight { .. } => {
                 let headers = cors::preflight_headers();
                 self.reply(session, ctx, StatusCode::NO_CONTENT, None, &headers)
                     .await
                     .map(|()| true)
             }
-            Err(EarlyReply::Denied(denial)) => self.deny(session, ctx, denial).await.map(|()| true),
+            Decision::Deny { denial, .. } => self.deny(session, ctx, denial).await.map(|()| true),
         }
     }
 
@@ -343,38 +256,18 @@ impl ProxyHttp for GatewayProxy {
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
-        for name in CLIENT_IDENTITY_HEADERS.iter().chain(OVERRIDE_HEADERS) {
-            upstream_request.remove_header(*name);
-        }
-        // The bearer token and any browser cookie are credentials the task service never needs.
-        upstream_request.remove_header(&header::AUTHORIZATION);
-        upstream_request.remove_header(&header::COOKIE);
-        upstream_request.remove_header(REQUEST_ID);
-        upstream_request.set_raw_path(ctx.forwarded_target.as_bytes())?;
-
-        let Some(principal) = ctx.principal.clone() else {
+        let Some(principal) = &ctx.principal else {
             // request_filter only lets verified requests through; fail closed regardless.
             return Error::e_explain(ErrorType::InternalError, "no verified principal");
         };
-        upstream_request.insert_header(USER_ID, principal.sub.as_str())?;
-        if let Some(email) = &principal.email {
-            // An email that cannot be a header value is left out rather than failing the call.
-            if let Ok(value) = http::HeaderValue::from_str(email) {
-                upstream_request.insert_header(USER_EMAIL, value)?;
-            }
-        }
-        upstream_request.insert_header(REQUEST_ID, ctx.request_id.as_str())?;
-        let assertion = sign(
-            &self.signing_secret,
-            now_unix(),
-            &AssertedRequest {
-                method: upstream_request.method.as_str(),
-                path_and_query: &ctx.forwarded_target,
-                user_id: &principal.sub,
-            },
-        );
-        upstream_request.insert_header(GATEWAY_ASSERTION, assertion)?;
-        Ok(())
+        let forwarded = Forwarded {
+            target: &ctx.forwarded_target,
+            principal,
+            request_id: &ctx.request_id,
+            secret: &self.signing_secret,
+            now_unix: now_unix(),
+        };
+        forward::rewrite(upstream_request, &forwarded)
     }
 
     async fn upstream_response_filter(
@@ -463,55 +356,6 @@ impl ProxyHttp for GatewayProxy {
             upstream_error = ctx.upstream_error,
             error = error.map(|e| e.etype().as_str()),
             "request"
-        );
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn upstream(etype: ErrorType) -> Box<Error> {
-        Error::new_up(etype)
-    }
-
-    #[test]
-    fn failures_map_to_gateway_statuses() {
-        assert_eq!(
-            classify_failure(&upstream(ErrorType::ConnectRefused)),
-            (502, Some("connect_refused"))
-        );
-        assert_eq!(
-            classify_failure(&upstream(ErrorType::ReadTimedout)),
-            (504, Some("read_timeout"))
-        );
-        assert_eq!(
-            classify_failure(&upstream(ErrorType::ConnectTimedout)),
-            (504, Some("connect_timeout"))
-        );
-        assert_eq!(
-            classify_failure(&upstream(ErrorType::ConnectionClosed)),
-            (502, Some("connection_closed"))
-        );
-        assert_eq!(
-            classify_failure(&Error::new(ErrorType::HTTPStatus(503))),
-            (503, None)
-        );
-        let gone = Error::new_down(ErrorType::ConnectionClosed);
-        assert_eq!(classify_failure(&gone), (0, None));
-        let bad = Error::new_down(ErrorType::InvalidHTTPHeader);
-        assert_eq!(classify_failure(&bad), (400, None));
-    }
-
-    #[test]
-    fn failure_bodies_are_json_details() {
-        assert_eq!(
-            failure_response(504).body(),
-            br#"{"detail":"Task service timed out"}"#
-        );
-        assert_eq!(
-            failure_response(503).status,
-            StatusCode::SERVICE_UNAVAILABLE
         );
     }
 }

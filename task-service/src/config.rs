@@ -1,4 +1,6 @@
-//! The service's configuration, read once from the environment at start.
+//! The service's configuration, read once from the environment at start, and the names of the
+//! variables it reads. The gateway signing secrets (`common::config`) and the log settings
+//! (`common::telemetry`) are read by the code shared with the gateway, under the same names.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -7,10 +9,12 @@ use common::assertion::AssertionVerifier;
 use common::config::{ConfigError, Env};
 use common::telemetry::LogSettings;
 
-use crate::store::{DATABASE_URL_VAR, DatabaseOptions};
+use crate::store::DatabaseOptions;
 
+/// The variable naming the database: `sqlite:…` or `postgres://…`.
+pub const DATABASE_URL: &str = "DATABASE_URL";
 /// The variable naming the address to listen on.
-pub const LISTEN_VAR: &str = "TASK_SERVICE_LISTEN";
+pub const TASK_SERVICE_LISTEN: &str = "TASK_SERVICE_LISTEN";
 /// The internal listener: loopback unless deployment says otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8081";
 /// A SQLite file under `./data/`, created on first start.
@@ -20,8 +24,10 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/tasks.db";
 /// signing secrets.
 #[derive(Clone)]
 pub struct Config {
-    /// `DATABASE_URL`: `sqlite:…` or `postgres://…`; checked by [`Config::from_env`].
-    pub database_url: String,
+    /// `DATABASE_URL`, parsed once by [`Config::from_env`].
+    pub database: DatabaseOptions,
+    /// `DATABASE_URL` as given, for `Debug` (with its password hidden).
+    database_url: String,
     /// Checks gateway assertions (`GATEWAY_SIGNING_SECRET`, `GATEWAY_SIGNING_SECRET_PREVIOUS`).
     pub verifier: AssertionVerifier,
     /// `TASK_SERVICE_LISTEN`: where `main` binds. [`crate::run`] takes an already bound listener.
@@ -34,17 +40,17 @@ impl Config {
     /// Reads and checks every variable; the error names the first bad one.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let database_url = env
-            .get(DATABASE_URL_VAR)?
+            .get(DATABASE_URL)?
             .unwrap_or(DEFAULT_DATABASE_URL)
             .to_owned();
-        DatabaseOptions::parse(&database_url)?;
         let default_listen: SocketAddr = DEFAULT_LISTEN
             .parse()
-            .map_err(|err| ConfigError::new(LISTEN_VAR, err))?;
+            .map_err(|err| ConfigError::new(TASK_SERVICE_LISTEN, err))?;
         Ok(Self {
+            database: DatabaseOptions::parse(&database_url)?,
             database_url,
             verifier: common::config::assertion_verifier(env)?,
-            listen: env.parse_or(LISTEN_VAR, default_listen)?,
+            listen: env.parse_or(TASK_SERVICE_LISTEN, default_listen)?,
             log: LogSettings::from_env(env)?,
         })
     }
@@ -80,7 +86,10 @@ fn redact_password(url: &str) -> String {
 mod tests {
     use super::*;
 
-    const SECRET: (&str, &str) = ("GATEWAY_SIGNING_SECRET", "0123456789abcdef0123456789abcdef");
+    const SECRET: (&str, &str) = (
+        common::config::GATEWAY_SIGNING_SECRET,
+        "0123456789abcdef0123456789abcdef",
+    );
 
     #[test]
     fn defaults_need_only_the_secret() {
@@ -95,7 +104,7 @@ mod tests {
             "postgres://postgres@127.0.0.1:5432/tasks",
             "postgresql://u:p@db.example.com/tasks?sslmode=require",
         ] {
-            let env = Env::from_pairs([SECRET, (DATABASE_URL_VAR, url)]);
+            let env = Env::from_pairs([SECRET, (DATABASE_URL, url)]);
             assert!(Config::from_env(&env).is_ok(), "{url}");
         }
     }
@@ -108,17 +117,17 @@ mod tests {
             "postgres://u@host:notaport/tasks",
             "postgres://u@host/tasks?sslmode=sometimes",
         ] {
-            let env = Env::from_pairs([SECRET, (DATABASE_URL_VAR, url)]);
+            let env = Env::from_pairs([SECRET, (DATABASE_URL, url)]);
             let err = Config::from_env(&env).expect_err(url);
-            assert_eq!(err.variable, DATABASE_URL_VAR, "{url}");
+            assert_eq!(err.variable, DATABASE_URL, "{url}");
         }
     }
 
     #[test]
     fn bad_listen_address_names_the_variable() {
-        let env = Env::from_pairs([SECRET, (LISTEN_VAR, "localhost")]);
+        let env = Env::from_pairs([SECRET, (TASK_SERVICE_LISTEN, "localhost")]);
         let err = Config::from_env(&env).expect_err("not a socket address");
-        assert_eq!(err.variable, LISTEN_VAR);
+        assert_eq!(err.variable, TASK_SERVICE_LISTEN);
     }
 
     #[test]
@@ -126,7 +135,7 @@ mod tests {
         let env = Env::from_pairs([
             SECRET,
             (
-                DATABASE_URL_VAR,
+                DATABASE_URL,
                 "postgres://app:hunter2@db:5432/tasks?sslmode=require",
             ),
         ]);

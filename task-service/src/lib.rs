@@ -1,25 +1,27 @@
 //! The task service: the seed's task API on axum + sqlx, over SQLite or PostgreSQL, answering
 //! only requests that carry a valid gateway assertion.
 //!
-//! The public surface is [`Config`], [`run`] and [`Error`]: `main` and the tests start the service
-//! the same way, on a listener they bound, with a shutdown future they control. Inside:
+//! The public surface is [`Config`] (with the variable names in [`config`]), [`run`] and
+//! [`Error`]: `main` and the tests start the service the same way, on a listener they bound, with
+//! a shutdown future they control. Inside:
 //!
-//! - `config`: the typed configuration, read once from the environment.
-//! - `http`: the router, its state, the fallbacks, the access log and request metrics;
-//!   `http::tasks` holds the six task endpoints and their SQL, `http::extract` the FastAPI-style
-//!   request validation, `http::health` the operator endpoints.
-//! - `auth`: the extractor that turns a gateway assertion into a `User`.
-//! - `error`: the one error type every handler returns, rendered as FastAPI-style JSON.
+//! - `config`: the typed configuration, read once from the environment, and one constant per
+//!   variable it reads.
+//! - `http`: the router, its state, the fallbacks, the access log and request metrics, and:
+//!   - `http::tasks`: the router and the five single-task handlers with their SQL;
+//!     `http::tasks::list` the list's query string and dynamic SQL; `http::tasks::input` the
+//!     task model and the request bodies;
+//!   - `http::auth`: the extractor that turns a gateway assertion into a `User`;
+//!   - `http::error`: the one error type every handler returns, rendered as FastAPI-style JSON;
+//!   - `http::extract`: the FastAPI-style request validation;
+//!   - `http::openapi`: the shared parts of the OpenAPI 3.1 document served at `/openapi.json`;
+//!   - `http::health`: the operator endpoints.
 //! - `store`: the database pools, migrations, and the one place where the backends differ.
 //! - `metrics`: the Prometheus registry of one app instance.
-//! - `openapi`: the shared parts of the OpenAPI 3.1 document served at `/openapi.json`.
 
-mod auth;
-mod config;
-mod error;
+pub mod config;
 mod http;
 mod metrics;
-mod openapi;
 mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -30,27 +32,26 @@ use tokio::net::TcpListener;
 
 pub use config::Config;
 
+use crate::config::DATABASE_URL;
+
 use crate::metrics::Metrics;
-use crate::store::{DatabaseOptions, Store};
+use crate::store::Store;
 
 /// Why the service could not start or stopped serving. The display is one line and names the
 /// variable to fix where there is one.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// `DATABASE_URL` did not parse (only when [`Config`] was built without [`Config::from_env`]).
-    #[error(transparent)]
-    Config(#[from] common::config::ConfigError),
     /// The directory for the SQLite file could not be created.
-    #[error("DATABASE_URL: cannot create the directory {path}: {source}")]
+    #[error("{}: cannot create the directory {path}: {source}", DATABASE_URL)]
     CreateDir {
         path: String,
         source: std::io::Error,
     },
     /// The database could not be opened or reached.
-    #[error("DATABASE_URL: cannot open the database: {}", one_line(.0))]
+    #[error("{}: cannot open the database: {}", DATABASE_URL, one_line(.0))]
     Connect(sqlx::Error),
     /// The migrations could not be applied.
-    #[error("DATABASE_URL: cannot apply migrations: {}", one_line(.0))]
+    #[error("{}: cannot apply migrations: {}", DATABASE_URL, one_line(.0))]
     Migrate(#[from] sqlx::migrate::MigrateError),
     /// The metrics registry refused a metric (a programming error).
     #[error("cannot register metrics: {0}")]
@@ -79,9 +80,8 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    let options = DatabaseOptions::parse(&config.database_url)?;
     let metrics = Metrics::new()?;
-    let store = Store::open(options, metrics.clone()).await?;
+    let store = Store::open(config.database, metrics.clone()).await?;
     let app = http::router(http::AppState::new(store.clone(), config.verifier, metrics))
         .map_err(Error::OpenApi)?;
     if let Ok(address) = listener.local_addr() {

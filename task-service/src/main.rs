@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use common::config::{Env, exit_on_error};
 use task_service::Config;
+use task_service::config::TASK_SERVICE_LISTEN;
 use tokio::net::TcpListener;
 
 #[tokio::main]
@@ -15,7 +16,7 @@ async fn main() -> ExitCode {
         Ok(listener) => listener,
         Err(err) => {
             eprintln!(
-                "error: TASK_SERVICE_LISTEN: cannot listen on {}: {err}",
+                "error: {TASK_SERVICE_LISTEN}: cannot listen on {}: {err}",
                 config.listen
             );
             return ExitCode::FAILURE;

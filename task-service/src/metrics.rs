@@ -3,7 +3,7 @@
 //! A registry per instance (rather than the process-global one) lets several servers run in one
 //! process, as the tests do, without their counters mixing or their registrations clashing.
 //! Labels are low-cardinality by construction: a route is a template such as
-//! `/api/{user_id}/tasks/{task_id}`, never a concrete path, so a user id never becomes a label.
+//! `/api/{user_id}/tasks/{id}` (as the gateway spells it), never a concrete path, so a user id never becomes a label.
 
 use common::metrics::{HttpMetrics, latency_opts};
 use prometheus::{HistogramVec, IntCounter, IntGaugeVec, Opts, Registry};

@@ -19,10 +19,8 @@ use sqlx::sqlite::{
 use sqlx::{ConnectOptions, Connection};
 
 use crate::Error;
+use crate::config::DATABASE_URL;
 use crate::metrics::Metrics;
-
-/// The variable naming the database.
-pub const DATABASE_URL_VAR: &str = "DATABASE_URL";
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -56,13 +54,13 @@ impl DatabaseOptions {
             PgConnectOptions::from_str(url).map(Self::Postgres)
         } else {
             return Err(ConfigError::new(
-                DATABASE_URL_VAR,
+                DATABASE_URL,
                 "expected a URL starting with sqlite:, postgres:// or postgresql://",
             ));
         };
         // The parser's messages describe the fault without repeating the URL, which may hold a
         // password.
-        parsed.map_err(|err| ConfigError::new(DATABASE_URL_VAR, format!("cannot parse: {err}")))
+        parsed.map_err(|err| ConfigError::new(DATABASE_URL, format!("cannot parse: {err}")))
     }
 }
 

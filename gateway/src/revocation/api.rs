@@ -12,6 +12,7 @@
 
 use std::sync::Arc;
 
+use common::clock::now_unix;
 use common::error::{ErrorResponse, ValidationIssue};
 use http::{HeaderValue, Method, Response, StatusCode, header};
 use secrecy::ExposeSecret;
@@ -21,7 +22,6 @@ use subtle::ConstantTimeEq;
 
 use super::{Persisted, Revocation, Revocations, Target};
 use crate::admin::{error, json};
-use crate::token::now_unix;
 
 /// The largest request body read, in bytes.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;

@@ -12,11 +12,12 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
+use common::clock::now_unix;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::{LoadError, Revocation, Revocations, SWEEP_INTERVAL, StoredRevocation};
-use crate::token::now_unix;
+use crate::config::REVOCATION_FILE;
 
 /// The file's layout: `{"version": 1, "entries": [...]}`.
 #[derive(Serialize, Deserialize)]
@@ -46,7 +47,7 @@ impl FileStore {
     /// The unexpired entries of the file; none when it does not exist yet.
     pub fn load(&self) -> Result<Vec<Revocation>, LoadError> {
         let bad = |detail: String| LoadError {
-            variable: "REVOCATION_FILE",
+            variable: REVOCATION_FILE,
             detail: format!("{}: {detail}", self.path.display()),
         };
         let bytes = match std::fs::read(&self.path) {

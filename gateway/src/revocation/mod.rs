@@ -24,12 +24,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
+use common::clock::now_unix;
 use common::config::{ConfigError, Env};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
+use crate::config::{
+    GATEWAY_ADMIN_TOKEN, REVOCATION_FILE, REVOCATION_REDIS_URL, REVOCATION_TTL_SECONDS,
+};
 use crate::metrics::Metrics;
-use crate::token::{Principal, now_unix};
+use crate::token::Principal;
 
 /// The shortest `GATEWAY_ADMIN_TOKEN` accepted, in bytes: as long as the other secrets.
 pub const MIN_ADMIN_TOKEN_BYTES: usize = 32;
@@ -306,11 +310,11 @@ impl RevocationConfig {
     /// Reads the revocation variables.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let admin_token = env
-            .get("GATEWAY_ADMIN_TOKEN")?
+            .get(GATEWAY_ADMIN_TOKEN)?
             .map(|token| {
                 if token.len() < MIN_ADMIN_TOKEN_BYTES {
                     return Err(ConfigError::new(
-                        "GATEWAY_ADMIN_TOKEN",
+                        GATEWAY_ADMIN_TOKEN,
                         format!(
                             "must be at least {MIN_ADMIN_TOKEN_BYTES} bytes long (got {})",
                             token.len()
@@ -322,19 +326,19 @@ impl RevocationConfig {
             .transpose()?;
         let ttl_seconds = crate::config::bounded(
             env,
-            "REVOCATION_TTL_SECONDS",
+            REVOCATION_TTL_SECONDS,
             DEFAULT_TTL_SECONDS,
             60..=366 * 24 * 3600,
         )?;
-        let store = match env.get("REVOCATION_REDIS_URL")? {
+        let store = match env.get(REVOCATION_REDIS_URL)? {
             Some(url) => {
                 ::redis::Client::open(url).map_err(|err| {
-                    ConfigError::new("REVOCATION_REDIS_URL", format!("is not a Redis URL: {err}"))
+                    ConfigError::new(REVOCATION_REDIS_URL, format!("is not a Redis URL: {err}"))
                 })?;
                 StoreConfig::Redis(url.to_owned())
             }
             None => StoreConfig::File(PathBuf::from(
-                env.get("REVOCATION_FILE")?.unwrap_or(DEFAULT_FILE),
+                env.get(REVOCATION_FILE)?.unwrap_or(DEFAULT_FILE),
             )),
         };
         Ok(Self {

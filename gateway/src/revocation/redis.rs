@@ -15,13 +15,14 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use common::clock::now_unix;
 use futures::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Client, RedisError};
 use tokio::sync::watch;
 
 use super::{LoadError, Revocation, Revocations, SWEEP_INTERVAL, StoredRevocation, Target};
-use crate::token::now_unix;
+use crate::config::REVOCATION_REDIS_URL;
 
 /// The pub/sub channel of changes.
 pub const CHANNEL: &str = "gateway:revocations";
@@ -83,7 +84,7 @@ impl RedisStore {
     /// A store for `url`; nothing connects yet.
     pub fn new(url: &str) -> Result<Self, LoadError> {
         let client = Client::open(url).map_err(|err| LoadError {
-            variable: "REVOCATION_REDIS_URL",
+            variable: REVOCATION_REDIS_URL,
             detail: format!("is not a Redis URL: {err}"),
         })?;
         Ok(Self {

@@ -6,8 +6,9 @@
 //! if the cache were not cleared). The key is a hash, so the cache never holds a usable token.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
+use common::clock::now_unix;
 use moka::Expiry;
 use moka::sync::Cache;
 use sha2::{Digest, Sha256};
@@ -73,10 +74,7 @@ impl TokenCache {
     /// Remembers a verified token until `exp` (seconds since the epoch), capped at
     /// [`MAX_ENTRY_TTL`]. Tokens already past `exp` (accepted within the leeway) are not cached.
     pub fn insert(&self, key: TokenDigest, principal: Arc<Principal>, exp: u64) {
-        let now_unix = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |since| since.as_secs());
-        let remaining = Duration::from_secs(exp.saturating_sub(now_unix)).min(MAX_ENTRY_TTL);
+        let remaining = Duration::from_secs(exp.saturating_sub(now_unix())).min(MAX_ENTRY_TTL);
         if remaining.is_zero() {
             return;
         }
@@ -108,13 +106,6 @@ mod tests {
             jti: None,
             iat: None,
         })
-    }
-
-    fn now_unix() -> u64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .expect("clock after 1970")
-            .as_secs()
     }
 
     #[test]

@@ -20,10 +20,10 @@ pub mod jwks;
 pub mod key;
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use common::clock::now_unix;
 use jsonwebtoken::DecodingKey;
 use serde::Deserialize;
 
@@ -344,13 +344,6 @@ fn numeric_date(value: &serde_json::Value) -> Option<u64> {
             // Truncation is intended: a NumericDate may carry a fraction of a second.
             .map(|seconds| seconds as u64)
     })
-}
-
-/// Seconds since the Unix epoch.
-pub(crate) fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| since.as_secs())
 }
 
 #[cfg(test)]

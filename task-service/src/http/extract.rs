@@ -9,7 +9,7 @@ use axum::{Json, extract::rejection::JsonRejection};
 use common::error::ValidationIssue;
 use serde_json::{Map, Value};
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// What a JSON body must contain, checked field by field.
 pub trait FromJsonBody: Sized {

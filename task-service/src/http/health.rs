@@ -11,7 +11,7 @@ use common::error::ErrorResponse;
 use serde_json::json;
 
 use super::AppState;
-use crate::error::{ApiError, error_response};
+use crate::http::error::{ApiError, error_response};
 
 /// `/healthz`, `/readyz` and `/metrics`.
 pub fn router() -> Router<AppState> {

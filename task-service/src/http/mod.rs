@@ -1,8 +1,11 @@
 //! The HTTP surface: the router, its shared state, the fallbacks that keep every reply JSON, and
 //! the middleware that gives each request an id, a metrics sample and an access-log line.
 
+mod auth;
+mod error;
 mod extract;
 mod health;
+mod openapi;
 mod tasks;
 
 use std::sync::Arc;
@@ -10,22 +13,22 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::extract::{DefaultBodyLimit, FromRef, MatchedPath, Request, State};
+use axum::http::{HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::get;
 use common::assertion::AssertionVerifier;
 use common::error::JSON_CONTENT_TYPE;
-use common::headers::{REQUEST_ID, is_well_formed_request_id};
+use common::headers::{REQUEST_ID, request_id};
 use common::metrics::method_label;
 use tracing::Instrument;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::error::ApiError;
+use self::error::ApiError;
+use self::openapi::ApiDoc;
 use crate::metrics::Metrics;
-use crate::openapi::ApiDoc;
 use crate::store::Store;
 
 /// Request bodies above this size get a 413: a task is at most a few kilobytes.
@@ -54,14 +57,16 @@ impl AppState {
         &self.store
     }
 
-    /// Checks gateway assertions.
-    pub fn verifier(&self) -> &AssertionVerifier {
-        &self.verifier
-    }
-
     /// This instance's metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+}
+
+/// What the `User` extractor takes from the state.
+impl FromRef<AppState> for Arc<AssertionVerifier> {
+    fn from_ref(state: &AppState) -> Self {
+        Arc::clone(&state.verifier)
     }
 }
 
@@ -96,11 +101,7 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
     let started = Instant::now();
     let request_id = request_id(request.headers());
     let method = method_label(request.method());
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", MatchedPath::as_str)
-        .to_owned();
+    let route = route_label(request.extensions().get::<MatchedPath>());
     let path = request.uri().path().to_owned();
     let span = tracing::info_span!("request", request_id = %request_id);
     let mut response = next.run(request).instrument(span.clone()).await;
@@ -118,7 +119,7 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
             route,
             path,
             status = status.as_u16(),
-            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            latency_ms = elapsed.as_secs_f64() * 1000.0,
             "request"
         );
     });
@@ -128,11 +129,12 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
     response
 }
 
-/// The gateway's request id when it is a sane token, else a fresh UUID.
-fn request_id(headers: &HeaderMap) -> String {
-    headers
-        .get(REQUEST_ID)
-        .filter(|value| is_well_formed_request_id(value.as_bytes()))
-        .and_then(|value| value.to_str().ok())
-        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
+/// The route template a request's metrics and access-log line are labelled with, spelled as the
+/// gateway spells it (`/api/{user_id}/tasks/{id}`), so that both tiers' series join on `route`.
+/// The OpenAPI document and the 422 `loc` keep the public name `{task_id}`.
+fn route_label(matched: Option<&MatchedPath>) -> String {
+    matched.map_or_else(
+        || "unmatched".to_owned(),
+        |matched| matched.as_str().replace("{task_id}", "{id}"),
+    )
 }

@@ -4,7 +4,9 @@
 mod support;
 
 mod concurrency;
+mod errors;
 mod isolation;
+mod listing;
 mod operations;
 mod startup;
 mod tasks;

@@ -13,57 +13,87 @@ use crate::support::{
     ALICE, Backend, TestApp, backend_tests, detail, now_unix, run_on, send, tasks_path,
 };
 
-backend_tests! {
-    async fn health_and_readiness_answer(app: TestApp) {
-        let health = send(app.client().get(app.url("/healthz"))).await;
-        health.expect_status(200);
-        assert_eq!(health.json(), serde_json::json!({"status": "ok"}));
-        let ready = send(app.client().get(app.url("/readyz"))).await;
-        ready.expect_status(200);
-        assert_eq!(ready.json(), serde_json::json!({"status": "ready"}));
-    }
-
-    async fn metrics_use_route_templates_never_user_ids(app: TestApp) {
-        let task = app.create_task(ALICE, "measured").await;
-        app.call(ALICE, Method::GET, &format!("{}/{}", tasks_path(ALICE), task["id"]), None)
-            .await
-            .expect_status(200);
-        app.call(ALICE, Method::GET, "/nowhere", None).await.expect_status(404);
-        let reply = send(app.client().get(app.url("/metrics"))).await;
-        reply.expect_status(200);
-        assert!(reply.header("content-type").is_some_and(|t| t.starts_with("text/plain")));
-        let text = reply.text;
-        for expected in [
-            r#"task_service_http_requests_total{method="POST",route="/api/{user_id}/tasks",status="201"} 1"#,
-            r#"task_service_http_requests_total{method="GET",route="/api/{user_id}/tasks/{task_id}",status="200"} 1"#,
-            r#"task_service_http_requests_total{method="GET",route="unmatched",status="404"} 1"#,
-            r#"task_service_http_request_duration_seconds_count{method="POST",route="/api/{user_id}/tasks"} 1"#,
-            r#"task_service_db_query_duration_seconds_count{operation="create_task"} 1"#,
-            r#"task_service_db_query_duration_seconds_count{operation="get_task"} 1"#,
-            r#"task_service_db_pool_connections{state="idle"}"#,
-            r#"task_service_db_pool_connections{state="in_use"}"#,
-            "task_service_db_errors_total 0",
-        ] {
-            assert!(text.contains(expected), "missing {expected} in:\n{text}");
-        }
-        assert!(!text.contains(ALICE), "a user id leaked into a label:\n{text}");
-    }
-
-    async fn request_ids_are_kept_or_generated_and_returned(app: TestApp) {
-        let kept = send(app.client().get(app.url("/healthz")).header("x-request-id", "gw-1234")).await;
-        assert_eq!(kept.header("x-request-id"), Some("gw-1234"));
-        let generated = send(app.signed(ALICE, Method::GET, &tasks_path(ALICE))).await;
-        let id = generated.header("x-request-id").expect("a generated request id");
-        assert_eq!(id.len(), 36, "a UUID: {id}");
-        // An id that would pollute the logs is replaced.
-        let replaced = send(app.client().get(app.url("/healthz")).header("x-request-id", "a b\"c")).await;
-        assert_ne!(replaced.header("x-request-id"), Some("a b\"c"));
-        // Errors carry one too.
-        let refused = send(app.client().get(app.url(&tasks_path(ALICE)))).await;
-        refused.expect_status(401);
-        assert!(refused.header("x-request-id").is_some());
-    }
+async fn health_and_readiness_answer(app: TestApp) {
+    let health = send(app.client().get(app.url("/healthz"))).await;
+    health.expect_status(200);
+    assert_eq!(health.json(), serde_json::json!({"status": "ok"}));
+    let ready = send(app.client().get(app.url("/readyz"))).await;
+    ready.expect_status(200);
+    assert_eq!(ready.json(), serde_json::json!({"status": "ready"}));
 }
+
+async fn metrics_use_route_templates_never_user_ids(app: TestApp) {
+    let task = app.create_task(ALICE, "measured").await;
+    app.call(
+        ALICE,
+        Method::GET,
+        &format!("{}/{}", tasks_path(ALICE), task["id"]),
+        None,
+    )
+    .await
+    .expect_status(200);
+    app.call(ALICE, Method::GET, "/nowhere", None)
+        .await
+        .expect_status(404);
+    let reply = send(app.client().get(app.url("/metrics"))).await;
+    reply.expect_status(200);
+    assert!(
+        reply
+            .header("content-type")
+            .is_some_and(|t| t.starts_with("text/plain"))
+    );
+    let text = reply.text;
+    for expected in [
+        r#"task_service_http_requests_total{method="POST",route="/api/{user_id}/tasks",status="201"} 1"#,
+        r#"task_service_http_requests_total{method="GET",route="/api/{user_id}/tasks/{id}",status="200"} 1"#,
+        r#"task_service_http_requests_total{method="GET",route="unmatched",status="404"} 1"#,
+        r#"task_service_http_request_duration_seconds_count{method="POST",route="/api/{user_id}/tasks"} 1"#,
+        r#"task_service_db_query_duration_seconds_count{operation="create_task"} 1"#,
+        r#"task_service_db_query_duration_seconds_count{operation="get_task"} 1"#,
+        r#"task_service_db_pool_connections{state="idle"}"#,
+        r#"task_service_db_pool_connections{state="in_use"}"#,
+        "task_service_db_errors_total 0",
+    ] {
+        assert!(text.contains(expected), "missing {expected} in:\n{text}");
+    }
+    assert!(
+        !text.contains(ALICE),
+        "a user id leaked into a label:\n{text}"
+    );
+}
+
+async fn request_ids_are_kept_or_generated_and_returned(app: TestApp) {
+    let kept = send(
+        app.client()
+            .get(app.url("/healthz"))
+            .header("x-request-id", "gw-1234"),
+    )
+    .await;
+    assert_eq!(kept.header("x-request-id"), Some("gw-1234"));
+    let generated = send(app.signed(ALICE, Method::GET, &tasks_path(ALICE))).await;
+    let id = generated
+        .header("x-request-id")
+        .expect("a generated request id");
+    assert_eq!(id.len(), 36, "a UUID: {id}");
+    // An id that would pollute the logs is replaced.
+    let replaced = send(
+        app.client()
+            .get(app.url("/healthz"))
+            .header("x-request-id", "a b\"c"),
+    )
+    .await;
+    assert_ne!(replaced.header("x-request-id"), Some("a b\"c"));
+    // Errors carry one too.
+    let refused = send(app.client().get(app.url(&tasks_path(ALICE)))).await;
+    refused.expect_status(401);
+    assert!(refused.header("x-request-id").is_some());
+}
+
+backend_tests!(
+    health_and_readiness_answer,
+    metrics_use_route_templates_never_user_ids,
+    request_ids_are_kept_or_generated_and_returned
+);
 
 #[tokio::test]
 async fn readiness_fails_and_requests_get_json_errors_when_the_database_is_gone() {

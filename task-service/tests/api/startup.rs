@@ -4,6 +4,8 @@
 use std::path::Path;
 use std::process::{Output, Stdio};
 
+use common::config::GATEWAY_SIGNING_SECRET;
+use task_service::config::{DATABASE_URL, TASK_SERVICE_LISTEN};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
@@ -42,10 +44,10 @@ fn assert_refused(output: &Output, variable: &str) {
 #[tokio::test]
 async fn a_missing_or_short_signing_secret_stops_the_service() {
     let dir = tempfile::tempdir().expect("temporary directory");
-    assert_refused(&run_binary(dir.path(), &[]).await, "GATEWAY_SIGNING_SECRET");
+    assert_refused(&run_binary(dir.path(), &[]).await, GATEWAY_SIGNING_SECRET);
     assert_refused(
-        &run_binary(dir.path(), &[("GATEWAY_SIGNING_SECRET", "too-short")]).await,
-        "GATEWAY_SIGNING_SECRET",
+        &run_binary(dir.path(), &[(GATEWAY_SIGNING_SECRET, "too-short")]).await,
+        GATEWAY_SIGNING_SECRET,
     );
     assert!(!dir.path().join("data").exists(), "nothing was created");
 }
@@ -60,10 +62,10 @@ async fn a_bad_database_url_stops_the_service() {
     ] {
         let output = run_binary(
             dir.path(),
-            &[("GATEWAY_SIGNING_SECRET", SECRET), ("DATABASE_URL", url)],
+            &[(GATEWAY_SIGNING_SECRET, SECRET), (DATABASE_URL, url)],
         )
         .await;
-        assert_refused(&output, "DATABASE_URL");
+        assert_refused(&output, DATABASE_URL);
     }
 }
 
@@ -79,13 +81,13 @@ async fn a_database_that_cannot_be_opened_stops_the_service() {
         let output = run_binary(
             dir.path(),
             &[
-                ("GATEWAY_SIGNING_SECRET", SECRET),
-                ("DATABASE_URL", url),
-                ("TASK_SERVICE_LISTEN", "127.0.0.1:0"),
+                (GATEWAY_SIGNING_SECRET, SECRET),
+                (DATABASE_URL, url),
+                (TASK_SERVICE_LISTEN, "127.0.0.1:0"),
             ],
         )
         .await;
-        assert_refused(&output, "DATABASE_URL");
+        assert_refused(&output, DATABASE_URL);
     }
 }
 
@@ -95,8 +97,8 @@ async fn the_binary_serves_with_defaults_and_stops_on_sigterm() {
     let mut child = Command::new(BINARY)
         .env_clear()
         .envs([
-            ("GATEWAY_SIGNING_SECRET", SECRET),
-            ("TASK_SERVICE_LISTEN", "127.0.0.1:0"),
+            (GATEWAY_SIGNING_SECRET, SECRET),
+            (TASK_SERVICE_LISTEN, "127.0.0.1:0"),
             ("LOG_FORMAT", "json"),
         ])
         .current_dir(dir.path())

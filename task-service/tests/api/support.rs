@@ -3,15 +3,16 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::assertion::{AssertedRequest, SigningSecret, sign};
-use common::config::Env;
+pub use common::clock::now_unix;
+use common::config::{Env, GATEWAY_SIGNING_SECRET};
 use common::headers::{GATEWAY_ASSERTION, USER_ID};
 use reqwest::{Method, RequestBuilder};
 use serde_json::Value;
 use task_service::Config;
-use task_service::testing::{PostgresTestDatabase, postgres_admin_url};
+use task_service::config::DATABASE_URL;
+use task_service::testing::{PostgresTestDatabase, TEST_POSTGRES_URL, postgres_admin_url};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -29,11 +30,11 @@ pub enum Backend {
     Postgres,
 }
 
-/// Instantiates each test once per backend: `mod NAME { fn sqlite(); fn postgres(); }`.
+/// Runs each named test once per backend: for `async fn NAME(app: TestApp)` defined beside the
+/// invocation, `backend_tests!(NAME, …)` adds `mod NAME { fn sqlite(); fn postgres(); }`. The
+/// test bodies stay ordinary functions, so rustfmt formats them.
 macro_rules! backend_tests {
-    ($(async fn $name:ident($app:ident: $app_type:ty) $body:block)+) => {$(
-        async fn $name($app: $app_type) $body
-
+    ($($name:ident),+ $(,)?) => {$(
         mod $name {
             #[tokio::test]
             async fn sqlite() {
@@ -57,7 +58,7 @@ where
     Fut: Future<Output = ()>,
 {
     if backend == Backend::Postgres && postgres_admin_url().is_none() {
-        eprintln!("skipped: TEST_POSTGRES_URL not set");
+        eprintln!("skipped: {TEST_POSTGRES_URL} not set");
         return;
     }
     test(TestApp::spawn(backend).await).await;
@@ -140,8 +141,8 @@ impl TestApp {
             }
         };
         let mut env = vec![
-            ("DATABASE_URL".to_owned(), database_url),
-            ("GATEWAY_SIGNING_SECRET".to_owned(), SECRET.to_owned()),
+            (DATABASE_URL.to_owned(), database_url),
+            (GATEWAY_SIGNING_SECRET.to_owned(), SECRET.to_owned()),
         ];
         env.extend(
             extra_env
@@ -338,14 +339,6 @@ pub async fn send(request: RequestBuilder) -> Reply {
         headers,
         text,
     }
-}
-
-/// The current unix time, as the gateway would sign it.
-pub fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs()
 }
 
 /// `{"detail": message}`.

@@ -6,8 +6,6 @@
 //! `keys_are_kept_while_the_jwks_endpoint_is_down`); and SIGTERM to the real binary with requests
 //! in flight (they complete). Each test prints its figures.
 
-mod support;
-
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,12 +13,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
+use gateway::config::JWKS_REFRESH_SECONDS;
 use serde_json::{Value, json};
-use support::*;
 use task_service::testing::PostgresTestDatabase;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Mutex;
 use tokio::task::JoinSet;
+
+use crate::support::clients::User;
+use crate::support::processes::{binary_vars, free_port, serve, signal, wait_exit};
+use crate::support::servers::{EchoUpstream, JwksServer, TaskService};
+use crate::support::stack::{TestGateway, assert_still_serving};
+use crate::support::tokens::{Ed25519Key, better_auth_claims, claims_for, hs256};
+use crate::support::{PATIENCE, eventually};
 
 /// One request's outcome under load.
 #[derive(Debug, Clone)]
@@ -412,10 +417,11 @@ async fn a_gateway_started_while_the_jwks_is_down_retries_and_becomes_ready() {
     let upstream = EchoUpstream::start().await;
     let jwks_addr = free_port();
     let key = Ed25519Key::generate("key-1");
-    let mut vars = base_vars(&upstream.url());
-    vars.push(("BETTER_AUTH_URL".into(), format!("http://{jwks_addr}")));
-    vars.push(("JWKS_REFRESH_SECONDS".into(), "1".into()));
-    let gateway = TestGateway::start_unready(vars).await;
+    let gateway = TestGateway::builder(&upstream.url())
+        .better_auth(&format!("http://{jwks_addr}"))
+        .var(JWKS_REFRESH_SECONDS, "1")
+        .start_unready()
+        .await;
     let token = key.sign(&better_auth_claims(&format!("http://{jwks_addr}"), "alice"));
     let failed_fetches = || async {
         let metrics = gateway.metrics().await;

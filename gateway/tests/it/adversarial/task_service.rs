@@ -8,9 +8,12 @@ use common::assertion::{AssertedRequest, SigningSecret, sign};
 use common::headers::{GATEWAY_ASSERTION, USER_ID};
 use reqwest::Method;
 use serde_json::{Value, json};
-
-use crate::support::*;
 use task_service::testing::PostgresTestDatabase;
+
+use crate::support::clients::User;
+use crate::support::servers::TaskService;
+use crate::support::stack::{TestGateway, assert_still_serving};
+use crate::support::{HMAC_SECRET, SIGNING_SECRET, now};
 
 /// The real system: the task service on a fresh SQLite file, the gateway in front of it.
 struct System {

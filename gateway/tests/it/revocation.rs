@@ -3,15 +3,21 @@
 //! guarded and validates what it is given; and the real Better Auth, configured as the README
 //! says, revokes a token by signing out.
 
-mod support;
-
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use gateway::config::{
+    BETTER_AUTH_URL, GATEWAY_ADMIN_TOKEN, REVOCATION_FILE, REVOCATION_REDIS_URL,
+};
 use serde_json::{Value, json};
-use support::redis::RedisServer;
-use support::{EchoUpstream, TestGateway, eventually, hs256, now, shared_secret_vars};
+
+use crate::support::processes::free_port;
+use crate::support::redis::RedisServer;
+use crate::support::servers::EchoUpstream;
+use crate::support::stack::{GatewayBuilder, TestGateway};
+use crate::support::tokens::hs256;
+use crate::support::{eventually, now};
 
 const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef-0123";
 /// How quickly a revocation made at one replica must be enforced at another.
@@ -23,18 +29,19 @@ fn token(sub: &str, sid: &str, jti: &str, age: u64) -> String {
     hs256(&json!({"sub": sub, "sid": sid, "jti": jti, "iat": iat, "exp": iat + 900}))
 }
 
-fn file_vars(upstream: &EchoUpstream, file: &Path) -> Vec<(String, String)> {
-    let mut vars = shared_secret_vars(&upstream.url());
-    vars.push(("GATEWAY_ADMIN_TOKEN".into(), ADMIN_TOKEN.into()));
-    vars.push(("REVOCATION_FILE".into(), file.display().to_string()));
-    vars
+/// A gateway with the admin token, keeping its revocations in `file`.
+fn with_file(upstream: &EchoUpstream, file: &Path) -> GatewayBuilder {
+    TestGateway::builder(&upstream.url())
+        .var(GATEWAY_ADMIN_TOKEN, ADMIN_TOKEN)
+        .var(REVOCATION_FILE, file.display().to_string())
 }
 
-fn redis_vars(upstream: &EchoUpstream, redis: &RedisServer) -> Vec<(String, String)> {
-    let mut vars = shared_secret_vars(&upstream.url());
-    vars.push(("GATEWAY_ADMIN_TOKEN".into(), ADMIN_TOKEN.into()));
-    vars.push(("REVOCATION_REDIS_URL".into(), redis.url()));
-    vars
+/// An HS256 gateway with the admin token, sharing its revocations through `redis`.
+fn with_redis(upstream: &EchoUpstream, redis: &RedisServer) -> GatewayBuilder {
+    TestGateway::builder(&upstream.url())
+        .shared_secret()
+        .var(GATEWAY_ADMIN_TOKEN, ADMIN_TOKEN)
+        .var(REVOCATION_REDIS_URL, redis.url())
 }
 
 /// `POST /revocations` with the admin token; the status.
@@ -103,7 +110,7 @@ async fn file_store_refuses_each_kind_and_survives_a_restart() {
     let upstream = EchoUpstream::start().await;
     let data = tempfile::tempdir().expect("temp dir");
     let file = data.path().join("data/revocations.json");
-    let gateway = TestGateway::start(file_vars(&upstream, &file)).await;
+    let gateway = with_file(&upstream, &file).shared_secret().start().await;
 
     let first = token("alice", "session-1", "token-1", 10);
     let second = token("alice", "session-2", "token-2", 10);
@@ -161,7 +168,7 @@ async fn file_store_refuses_each_kind_and_survives_a_restart() {
     );
 
     drop(gateway);
-    let restarted = TestGateway::start(file_vars(&upstream, &file)).await;
+    let restarted = with_file(&upstream, &file).shared_secret().start().await;
     assert_revoked(&restarted, "alice", &first).await;
     assert_revoked(&restarted, "alice", &second).await;
     assert_revoked(&restarted, "bob", &bob).await;
@@ -174,7 +181,7 @@ async fn entries_expire_and_the_file_is_compacted() {
     let upstream = EchoUpstream::start().await;
     let data = tempfile::tempdir().expect("temp dir");
     let file = data.path().join("revocations.json");
-    let gateway = TestGateway::start(file_vars(&upstream, &file)).await;
+    let gateway = with_file(&upstream, &file).shared_secret().start().await;
     let short = token("alice", "short-lived", "j-short", 0);
     let long = token("alice", "long-lived", "j-long", 0);
     let expires_at = now() + 2;
@@ -207,7 +214,10 @@ async fn entries_expire_and_the_file_is_compacted() {
 async fn admin_api_needs_the_token_and_a_valid_body() {
     let upstream = EchoUpstream::start().await;
     let data = tempfile::tempdir().expect("temp dir");
-    let gateway = TestGateway::start(file_vars(&upstream, &data.path().join("r.json"))).await;
+    let gateway = with_file(&upstream, &data.path().join("r.json"))
+        .shared_secret()
+        .start()
+        .await;
     let post = |token: Option<&str>, body: &'static str| {
         let mut request = gateway
             .client
@@ -322,8 +332,8 @@ async fn redis_shares_revocations_between_replicas_within_a_second() {
         return;
     };
     let upstream = EchoUpstream::start().await;
-    let a = TestGateway::start(redis_vars(&upstream, &redis)).await;
-    let mut b = TestGateway::start(redis_vars(&upstream, &redis)).await;
+    let a = with_redis(&upstream, &redis).start().await;
+    let mut b = with_redis(&upstream, &redis).start().await;
 
     let laptop = token("alice", "laptop", "t-laptop", 10);
     let phone = token("alice", "phone", "t-phone", 10);
@@ -392,7 +402,7 @@ async fn redis_shares_revocations_between_replicas_within_a_second() {
 
     // A restarted replica loads every revocation before it reports ready.
     drop(b);
-    b = TestGateway::start(redis_vars(&upstream, &redis)).await;
+    b = with_redis(&upstream, &redis).start().await;
     assert_revoked(&b, "alice", &laptop).await;
     assert_revoked(&b, "bob", &bob).await;
     assert_revoked(&b, "carol", &carol).await;
@@ -406,8 +416,8 @@ async fn redis_outage_keeps_enforcing_and_catches_up_on_reconnect() {
         return;
     };
     let upstream = EchoUpstream::start().await;
-    let a = TestGateway::start(redis_vars(&upstream, &redis)).await;
-    let b = TestGateway::start(redis_vars(&upstream, &redis)).await;
+    let a = with_redis(&upstream, &redis).start().await;
+    let b = with_redis(&upstream, &redis).start().await;
     let before = token("alice", "revoked-before", "t-before", 10);
     let during = token("alice", "revoked-during", "t-during", 10);
     let other = token("alice", "kept", "t-kept", 10);
@@ -469,7 +479,7 @@ async fn redis_outage_keeps_enforcing_and_catches_up_on_reconnect() {
         redis.key_count("revoked:") == 2
     })
     .await;
-    let c = TestGateway::start(redis_vars(&upstream, &redis)).await;
+    let c = with_redis(&upstream, &redis).start().await;
     assert_revoked(&c, "alice", &before).await;
     assert_revoked(&c, "alice", &during).await;
     assert_eq!(status(&c, "alice", &other).await, 200);
@@ -482,7 +492,7 @@ async fn a_replica_is_not_ready_before_it_has_loaded_the_set() {
     };
     let upstream = EchoUpstream::start().await;
     redis.stop();
-    let gateway = TestGateway::start_unready(redis_vars(&upstream, &redis)).await;
+    let gateway = with_redis(&upstream, &redis).start_unready().await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
         gateway.readyz().await,
@@ -639,14 +649,15 @@ async fn better_auth_sign_out_revokes_the_token_within_a_second() {
     let data = tempfile::tempdir().expect("temp dir");
     // Better Auth is told the gateway's admin address before the gateway (which needs Better
     // Auth's URL) starts there.
-    let admin = support::free_port();
+    let admin = free_port();
     let Some(auth) = BetterAuth::start(&format!("http://{admin}")) else {
         return;
     };
-    let mut vars = file_vars(&upstream, &data.path().join("revocations.json"));
-    vars.retain(|(name, _)| name != "BETTER_AUTH_SECRET");
-    vars.push(("BETTER_AUTH_URL".into(), auth.base_url.clone()));
-    let gateway = TestGateway::start_with_admin(vars, admin).await;
+    let gateway = with_file(&upstream, &data.path().join("revocations.json"))
+        .var(BETTER_AUTH_URL, auth.base_url.clone())
+        .admin_at(admin)
+        .start()
+        .await;
     let client = reqwest::Client::new();
 
     let laptop = auth.sign_in(&client, "alice@example.com", true).await;

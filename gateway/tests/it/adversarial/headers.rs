@@ -7,11 +7,15 @@
 use std::time::Duration;
 
 use common::headers::CLIENT_IDENTITY_HEADERS;
-use gateway::proxy::OVERRIDE_HEADERS;
+use gateway::forward::OVERRIDE_HEADERS;
 use serde_json::Value;
 
-use crate::Arena;
-use crate::support::*;
+use crate::adversarial::Arena;
+use crate::support::clients::raw_exchange;
+use crate::support::servers::echoed_headers;
+use crate::support::stack::assert_still_serving;
+use crate::support::tokens::{claims_for, hmac_token, hs256};
+use crate::support::{SIGNING_SECRET, now};
 
 /// `GET /api/alice/tasks` with the given extra header lines, on its own connection.
 fn get_alice(header_lines: &str) -> Vec<u8> {

@@ -1,5 +1,5 @@
 //! Oracles for the parsers that face the network, shared by the property tests
-//! (`tests/properties.rs`) and the cargo-fuzz targets (`fuzz/`, which include this file by path):
+//! (`tests/it/properties.rs`) and the cargo-fuzz targets (`fuzz/`, which include this file by path):
 //! each runs one parser on arbitrary input and panics if what it accepted breaks a promise of the
 //! contract. They depend only on `gateway`, `common`, `http`, `pingora` and `tokio`, so the fuzz
 //! crate can build them.
@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use common::assertion::{AssertedRequest, AssertionVerifier, SigningSecret, sign};
 use common::config::Env;
+use common::config::GATEWAY_SIGNING_SECRET;
 use gateway::authorize::{MAX_AUTHORIZATION_BYTES, bearer_token};
+use gateway::config::BETTER_AUTH_SECRET;
 use gateway::metrics::Metrics;
 use gateway::path::{check_target, match_route};
 use gateway::token::Verifier;
@@ -96,8 +98,8 @@ pub struct TokenFrontEnd {
 impl TokenFrontEnd {
     pub fn new() -> Self {
         let env = Env::from_pairs([
-            ("GATEWAY_SIGNING_SECRET", ORACLE_SIGNING_SECRET),
-            ("BETTER_AUTH_SECRET", ORACLE_HMAC_SECRET),
+            (GATEWAY_SIGNING_SECRET, ORACLE_SIGNING_SECRET),
+            (BETTER_AUTH_SECRET, ORACLE_HMAC_SECRET),
         ]);
         let config = gateway::Config::from_env(&env).expect("oracle configuration");
         let metrics = Arc::new(Metrics::new().expect("metrics"));

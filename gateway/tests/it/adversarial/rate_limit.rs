@@ -4,10 +4,12 @@
 //! spend anyone's budget, and no header or address a client picks can dodge or move it.
 
 use futures::future::join_all;
+use gateway::config::RATE_LIMIT_PER_USER_PER_SECOND;
 use serde_json::Value;
 
-use crate::Arena;
-use crate::support::*;
+use crate::adversarial::Arena;
+use crate::support::stack::assert_still_serving;
+use crate::support::tokens::{claims_for, hmac_token, hs256};
 
 const LIMIT: usize = 5;
 
@@ -39,7 +41,7 @@ fn count(statuses: &[u16], status: u16) -> usize {
 
 #[tokio::test]
 async fn a_user_over_the_limit_gets_429_and_other_users_do_not() {
-    let arena = Arena::start(&[("RATE_LIMIT_PER_USER_PER_SECOND", "5")]).await;
+    let arena = Arena::start(&[(RATE_LIMIT_PER_USER_PER_SECOND, "5")]).await;
     let alice = hs256(&claims_for("alice"));
     let bob = arena.eddsa("bob");
 
@@ -116,7 +118,7 @@ async fn a_user_over_the_limit_gets_429_and_other_users_do_not() {
 
 #[tokio::test]
 async fn requests_for_another_users_path_count_against_the_sender() {
-    let arena = Arena::start(&[("RATE_LIMIT_PER_USER_PER_SECOND", "5")]).await;
+    let arena = Arena::start(&[(RATE_LIMIT_PER_USER_PER_SECOND, "5")]).await;
     let alice = hs256(&claims_for("alice"));
     let bob = hs256(&claims_for("bob"));
     // Alice hammers bob's path: 403s, then 429s, all on her budget, none on bob's.

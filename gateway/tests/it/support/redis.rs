@@ -7,7 +7,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{PATIENCE, free_port};
+use super::PATIENCE;
+use super::processes::free_port;
 
 /// A running `redis-server`.
 pub struct RedisServer {

@@ -1,4 +1,4 @@
-//! The adversarial suite: every promise of `shared/design/system.md` attacked the way real
+//! The adversarial suite: every promise of the contract (README.md) attacked the way real
 //! attackers attack auth gateways, against the real gateway (and the real task service where
 //! the attack is on it) on 127.0.0.1:0. One module per thing defended:
 //!
@@ -13,11 +13,8 @@
 //!   assignment, hostile bodies).
 //! - [`rate_limit`]: the per-user rate limit.
 //!
-//! Every test ends with [`support::assert_still_serving`]: an attack that wedges the gateway
+//! Every test ends with [`crate::support::stack::assert_still_serving`]: an attack that wedges the gateway
 //! fails the test that made it.
-
-#[path = "../support/mod.rs"]
-mod support;
 
 mod headers;
 mod paths;
@@ -28,7 +25,10 @@ mod task_service;
 mod tokens;
 
 use serde_json::Value;
-use support::*;
+
+use crate::support::servers::{EchoUpstream, JwksServer};
+use crate::support::stack::TestGateway;
+use crate::support::tokens::{Ed25519Key, better_auth_claims};
 
 /// A gateway taking both kinds of token (a Better Auth JWKS with one Ed25519 key, `key-1`, and
 /// the HS256 secret) in front of an echo upstream that records what reached it.
@@ -44,14 +44,12 @@ impl Arena {
         let key = Ed25519Key::generate("key-1");
         let jwks = JwksServer::start(vec![key.jwk()]).await;
         let upstream = EchoUpstream::start().await;
-        let mut vars = shared_secret_vars(&upstream.url());
-        vars.push(("BETTER_AUTH_URL".into(), jwks.base_url()));
-        vars.extend(
-            extra
-                .iter()
-                .map(|(name, value)| (name.to_string(), value.to_string())),
-        );
-        let gateway = TestGateway::start(vars).await;
+        let gateway = TestGateway::builder(&upstream.url())
+            .shared_secret()
+            .better_auth(&jwks.base_url())
+            .vars(extra)
+            .start()
+            .await;
         Self {
             upstream,
             jwks,

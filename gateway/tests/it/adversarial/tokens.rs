@@ -8,8 +8,13 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::{Value, json};
 
-use crate::Arena;
-use crate::support::*;
+use crate::adversarial::Arena;
+use crate::support::servers::{EchoUpstream, JwksServer, echoed_headers};
+use crate::support::stack::{TestGateway, assert_still_serving};
+use crate::support::tokens::{
+    Ed25519Key, claims_for, hmac_token, hs256, sign_raw, unsigned, with_claims,
+};
+use crate::support::{HMAC_SECRET, SIGNING_SECRET, now};
 
 const HMAC_ALGS: [Algorithm; 3] = [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512];
 
@@ -147,9 +152,10 @@ async fn wrong_and_well_known_secrets_are_refused() {
 async fn algorithm_confusion_with_every_encoding_of_the_public_key_is_refused() {
     let arena = Arena::start(&[]).await;
     // A gateway with the JWKS only, where no HMAC secret exists at all.
-    let mut jwks_only_vars = base_vars(&arena.upstream.url());
-    jwks_only_vars.push(("BETTER_AUTH_URL".into(), arena.jwks.base_url()));
-    let jwks_only = TestGateway::start(jwks_only_vars).await;
+    let jwks_only = TestGateway::builder(&arena.upstream.url())
+        .better_auth(&arena.jwks.base_url())
+        .start()
+        .await;
 
     let public = arena.key.public_bytes();
     let jwk = arena.key.jwk();
@@ -203,13 +209,21 @@ async fn algorithm_confusion_with_every_encoding_of_the_public_key_is_refused() 
         arena.assert_refused(alg, &token).await;
         tried += 1;
     }
+    // No signature at all under `none` or another asymmetric `alg`, naming the key, on both
+    // gateways.
+    for alg in ["none", "RS256", "ES512"] {
+        let token = unsigned(&json!({"alg": alg, "kid": "key-1"}), &claims);
+        let name = format!("unsigned {alg} naming the EdDSA key");
+        arena.assert_refused(&name, &token).await;
+        let status = jwks_only.get("/api/alice/tasks", &token).await.status();
+        assert_eq!(status, 401, "{name} on a JWKS-only gateway");
+        tried += 2;
+    }
     println!("algorithm confusion: {tried} tokens refused");
-    assert_eq!(
-        arena
-            .status("/api/alice/tasks", &arena.eddsa("alice"))
-            .await,
-        200
-    );
+    for gateway in [&arena.gateway, &jwks_only] {
+        let genuine = gateway.get("/api/alice/tasks", &arena.eddsa("alice")).await;
+        assert_eq!(genuine.status(), 200);
+    }
     assert_still_serving(&arena.gateway).await;
 }
 

@@ -10,16 +10,19 @@
 //! when it is missing. Without it the test says it was skipped, except under `CI=true`, where a
 //! missing Prometheus is a failure.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::*;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
+
+use crate::support::processes::{binary_vars, serve, signal, wait_exit};
+use crate::support::servers::{EchoUpstream, JwksServer, TaskService};
+use crate::support::stack::TestGateway;
+use crate::support::tokens::{Ed25519Key, better_auth_claims, claims_for, hs256};
+use crate::support::{PATIENCE, eventually, init_logs};
 
 /// The repository root, where `deploy/` lives.
 fn repo_root() -> PathBuf {
@@ -190,9 +193,11 @@ async fn prometheus_scrapes_both_tiers_with_the_projects_config() {
     // Both token sources, so that the JWKS series exist too.
     let key = Ed25519Key::generate("ops-key");
     let jwks = JwksServer::start(vec![key.jwk()]).await;
-    let mut vars = shared_secret_vars(&task_service.url());
-    vars.push(("BETTER_AUTH_URL".to_owned(), jwks.base_url()));
-    let gateway = TestGateway::start(vars).await;
+    let gateway = TestGateway::builder(&task_service.url())
+        .shared_secret()
+        .better_auth(&jwks.base_url())
+        .start()
+        .await;
     gateway.wait_ready().await;
 
     // Traffic that should show up in the series: a create, a list, a cross-user denial and a

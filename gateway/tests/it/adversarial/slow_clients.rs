@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use crate::Arena;
-use crate::support::*;
+use crate::adversarial::Arena;
+use crate::support::stack::assert_still_serving;
+use crate::support::tokens::{claims_for, hs256};
 
 /// How many hostile connections of each kind: enough to matter to a thread-per-connection
 /// server, few enough for a 2-core CI machine.

@@ -7,8 +7,6 @@
 //! (CI runs this file once more with `PROPTEST_CASES=10000`, standing in for fuzzing on a stable
 //! toolchain).
 
-mod support;
-
 use std::sync::OnceLock;
 
 use base64::Engine;
@@ -20,8 +18,11 @@ use http::Method;
 use jsonwebtoken::Algorithm;
 use proptest::prelude::*;
 use serde_json::{Value, json};
-use support::invariants::{self, ORACLE_HMAC_SECRET, ORACLE_SIGNING_SECRET, TokenFrontEnd};
-use support::*;
+
+use crate::support::invariants::{self, ORACLE_HMAC_SECRET, ORACLE_SIGNING_SECRET, TokenFrontEnd};
+use crate::support::servers::TaskService;
+use crate::support::tokens::{hmac_token, signing_input};
+use crate::support::{SIGNING_SECRET, now};
 
 /// `default` cases, or `PROPTEST_CASES` when set.
 fn config(default: u32) -> ProptestConfig {

@@ -7,8 +7,12 @@
 
 use std::time::Duration;
 
-use crate::Arena;
-use crate::support::*;
+use gateway::config::UPSTREAM_READ_TIMEOUT_MS;
+
+use crate::adversarial::Arena;
+use crate::support::clients::raw_exchange;
+use crate::support::stack::{TestGateway, assert_still_serving};
+use crate::support::tokens::{claims_for, hs256};
 
 /// The request hidden in each probe. It carries no token: if it ever reaches the upstream, it
 /// got past authentication.
@@ -311,7 +315,7 @@ async fn smuggling_probes_never_get_a_second_request_to_the_upstream() {
 
 #[tokio::test]
 async fn a_body_shorter_than_its_content_length_does_not_hang_the_gateway() {
-    let arena = Arena::start(&[("UPSTREAM_READ_TIMEOUT_MS", "1000")]).await;
+    let arena = Arena::start(&[(UPSTREAM_READ_TIMEOUT_MS, "1000")]).await;
     let token = hs256(&claims_for("alice"));
     // Declares 100 bytes, sends 9, then waits: the gateway keeps serving others while this body
     // never completes, and the upstream gets the declared framing, never a shortened one.

@@ -8,8 +8,12 @@
 use common::assertion::{AssertedRequest, AssertionVerifier, SigningSecret};
 use serde_json::Value;
 
-use crate::Arena;
-use crate::support::*;
+use crate::adversarial::Arena;
+use crate::support::clients::{RawResponse, raw_exchange};
+use crate::support::servers::echoed_headers;
+use crate::support::stack::assert_still_serving;
+use crate::support::tokens::{claims_for, hs256};
+use crate::support::{SIGNING_SECRET, now};
 
 /// `GET target` with alice's token, on its own connection.
 async fn get(arena: &Arena, target: &str) -> RawResponse {

@@ -1,14 +1,18 @@
 //! The real `gateway` binary: configuration errors, `mint-token`, SIGTERM and graceful upgrade.
 
-mod support;
-
 use std::process::{Command, Output};
 use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use common::config::GATEWAY_SIGNING_SECRET;
+use gateway::config::{BETTER_AUTH_SECRET, BETTER_AUTH_URL, TASK_SERVICE_URL};
 use serde_json::Value;
-use support::*;
+
+use crate::support::processes::{GATEWAY_BINARY, binary_vars, serve, signal, wait_exit};
+use crate::support::servers::EchoUpstream;
+use crate::support::tokens::{claims_for, hs256};
+use crate::support::{HMAC_SECRET, SIGNING_SECRET, eventually};
 
 fn run(args: &[&str], vars: &[(&str, &str)]) -> Output {
     Command::new(GATEWAY_BINARY)
@@ -23,28 +27,25 @@ fn run(args: &[&str], vars: &[(&str, &str)]) -> Output {
 fn bad_configuration_stops_with_one_line_naming_the_variable() {
     let short = "short-secret";
     let cases: [(&[(&str, &str)], &str); 4] = [
+        (&[(BETTER_AUTH_SECRET, HMAC_SECRET)], GATEWAY_SIGNING_SECRET),
         (
-            &[("BETTER_AUTH_SECRET", HMAC_SECRET)],
-            "GATEWAY_SIGNING_SECRET",
+            &[
+                (GATEWAY_SIGNING_SECRET, SIGNING_SECRET),
+                (BETTER_AUTH_SECRET, short),
+            ],
+            BETTER_AUTH_SECRET,
+        ),
+        (
+            &[(GATEWAY_SIGNING_SECRET, SIGNING_SECRET)],
+            BETTER_AUTH_SECRET,
         ),
         (
             &[
-                ("GATEWAY_SIGNING_SECRET", SIGNING_SECRET),
-                ("BETTER_AUTH_SECRET", short),
+                (GATEWAY_SIGNING_SECRET, SIGNING_SECRET),
+                (BETTER_AUTH_SECRET, HMAC_SECRET),
+                (TASK_SERVICE_URL, "https://task:8081"),
             ],
-            "BETTER_AUTH_SECRET",
-        ),
-        (
-            &[("GATEWAY_SIGNING_SECRET", SIGNING_SECRET)],
-            "BETTER_AUTH_SECRET",
-        ),
-        (
-            &[
-                ("GATEWAY_SIGNING_SECRET", SIGNING_SECRET),
-                ("BETTER_AUTH_SECRET", HMAC_SECRET),
-                ("TASK_SERVICE_URL", "https://task:8081"),
-            ],
-            "TASK_SERVICE_URL",
+            TASK_SERVICE_URL,
         ),
     ];
     for (vars, variable) in cases {
@@ -61,8 +62,8 @@ fn bad_configuration_stops_with_one_line_naming_the_variable() {
         );
     }
     // With no token source at all, the message says what would do.
-    let output = run(&[], &[("GATEWAY_SIGNING_SECRET", SIGNING_SECRET)]);
-    assert!(String::from_utf8_lossy(&output.stderr).contains("BETTER_AUTH_URL"));
+    let output = run(&[], &[(GATEWAY_SIGNING_SECRET, SIGNING_SECRET)]);
+    assert!(String::from_utf8_lossy(&output.stderr).contains(BETTER_AUTH_URL));
 }
 
 #[test]
@@ -78,8 +79,8 @@ fn mint_token_prints_an_hs256_token() {
             "2h",
         ],
         &[
-            ("BETTER_AUTH_SECRET", HMAC_SECRET),
-            ("BETTER_AUTH_URL", "http://localhost:3000"),
+            (BETTER_AUTH_SECRET, HMAC_SECRET),
+            (BETTER_AUTH_URL, "http://localhost:3000"),
         ],
     );
     assert!(
@@ -104,7 +105,7 @@ fn mint_token_prints_an_hs256_token() {
 
     let without_secret = run(&["mint-token", "--sub", "alice"], &[]);
     assert!(!without_secret.status.success());
-    assert!(String::from_utf8_lossy(&without_secret.stderr).contains("BETTER_AUTH_SECRET"));
+    assert!(String::from_utf8_lossy(&without_secret.stderr).contains(BETTER_AUTH_SECRET));
 }
 
 async fn status_of(client: &reqwest::Client, url: &str, token: &str) -> u16 {

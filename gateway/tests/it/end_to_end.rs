@@ -2,14 +2,18 @@
 //! directory), both on 127.0.0.1:0, with HS256 tokens, Better Auth EdDSA and ES512 tokens from a
 //! JWKS served by the test, and tokens minted by `gateway mint-token`.
 
-mod support;
-
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use gateway::config::BETTER_AUTH_SECRET;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::*;
+
+use crate::support::clients::User;
+use crate::support::servers::{JwksServer, TaskService};
+use crate::support::stack::TestGateway;
+use crate::support::tokens::{Ed25519Key, P521Key, better_auth_claims, claims_for, hs256};
+use crate::support::{HMAC_SECRET, eventually};
 
 impl User<'_> {
     /// Runs all six endpoints and checks each reply.
@@ -87,9 +91,11 @@ async fn all_six_endpoints_work_with_hs256_and_better_auth_eddsa_and_es512_token
     let key = Ed25519Key::generate("better-auth-key");
     let p521 = P521Key::generate("better-auth-es512-key");
     let jwks = JwksServer::start(vec![key.jwk(), p521.jwk()]).await;
-    let mut vars = shared_secret_vars(&format!("http://{}", tasks.addr));
-    vars.push(("BETTER_AUTH_URL".into(), jwks.base_url()));
-    let gateway = TestGateway::start(vars).await;
+    let gateway = TestGateway::builder(&format!("http://{}", tasks.addr))
+        .shared_secret()
+        .better_auth(&jwks.base_url())
+        .start()
+        .await;
 
     let alice = User {
         gateway: &gateway,
@@ -146,7 +152,7 @@ async fn a_minted_token_is_accepted_end_to_end() {
             "15m",
         ])
         .env_clear()
-        .env("BETTER_AUTH_SECRET", HMAC_SECRET)
+        .env(BETTER_AUTH_SECRET, HMAC_SECRET)
         .output()
         .expect("mint-token runs");
     assert!(output.status.success());

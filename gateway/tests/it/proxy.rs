@@ -2,30 +2,34 @@
 //! forwarding, header spoofing, path tricks, token refusals, CORS, request ids and upstream
 //! failures. Tokens here are HS256 with the shared secret.
 
-mod support;
-
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::assertion::{AssertedRequest, AssertionVerifier, SigningSecret};
 use common::headers::CLIENT_IDENTITY_HEADERS;
+use gateway::config::{
+    HEALTH_CHECK_INTERVAL_MS, JWT_AUDIENCE, JWT_ISSUER, UPSTREAM_READ_TIMEOUT_MS,
+};
 use jsonwebtoken::Algorithm;
 use serde_json::{Value, json};
-use support::*;
+
+use crate::support::servers::{EchoUpstream, echoed_headers};
+use crate::support::stack::TestGateway;
+use crate::support::tokens::{claims_for, hmac_token, hs256, unsigned, with_claims};
+use crate::support::{HMAC_SECRET, SIGNING_SECRET, eventually, now};
 
 const ISSUER: &str = "https://auth.example.test";
 const AUDIENCE: &str = "https://api.example.test";
 
 /// A gateway in front of `upstream`, taking HS256 tokens with a configured issuer and audience.
 async fn gateway_for(upstream: &EchoUpstream, extra: &[(&str, &str)]) -> TestGateway {
-    let mut vars = shared_secret_vars(&upstream.url());
-    vars.extend(
-        [("JWT_ISSUER", ISSUER), ("JWT_AUDIENCE", AUDIENCE)]
-            .iter()
-            .chain(extra)
-            .map(|(name, value)| (name.to_string(), value.to_string())),
-    );
-    TestGateway::start(vars).await
+    TestGateway::builder(&upstream.url())
+        .shared_secret()
+        .var(JWT_ISSUER, ISSUER)
+        .var(JWT_AUDIENCE, AUDIENCE)
+        .vars(extra)
+        .start()
+        .await
 }
 
 fn claims(sub: &str) -> Value {
@@ -623,7 +627,7 @@ async fn a_stopped_upstream_gives_json_502_or_503_quickly_and_recovers() {
 #[tokio::test]
 async fn a_slow_upstream_gives_json_504() {
     let upstream = EchoUpstream::start().await;
-    let gateway = gateway_for(&upstream, &[("UPSTREAM_READ_TIMEOUT_MS", "200")]).await;
+    let gateway = gateway_for(&upstream, &[(UPSTREAM_READ_TIMEOUT_MS, "200")]).await;
     let started = Instant::now();
     let response = gateway
         .client
@@ -645,11 +649,13 @@ async fn a_slow_upstream_gives_json_504() {
 async fn a_replica_that_refuses_connections_is_skipped_before_health_checks_notice() {
     let up = EchoUpstream::start().await;
     let down = EchoUpstream::start().await;
-    let mut vars = shared_secret_vars(&format!("{},{}", up.url(), down.url()));
     // One health check at start, then none during the test: only the retry can save requests
     // routed to the replica that goes down.
-    vars.push(("HEALTH_CHECK_INTERVAL_MS".into(), "600000".into()));
-    let gateway = TestGateway::start(vars).await;
+    let gateway = TestGateway::builder(&format!("{},{}", up.url(), down.url()))
+        .shared_secret()
+        .var(HEALTH_CHECK_INTERVAL_MS, "600000")
+        .start()
+        .await;
     eventually("both replicas to be checked", || async {
         up.health_checks.load(Ordering::SeqCst) > 0 && down.health_checks.load(Ordering::SeqCst) > 0
     })
@@ -673,7 +679,10 @@ async fn readiness_needs_a_healthy_replica() {
     let upstream = EchoUpstream::start().await;
     let url = upstream.url();
     upstream.stop().await;
-    let gateway = TestGateway::start_unready(shared_secret_vars(&url)).await;
+    let gateway = TestGateway::builder(&url)
+        .shared_secret()
+        .start_unready()
+        .await;
     eventually("readiness to report the dead replica", || async {
         gateway.readyz().await == 503
     })

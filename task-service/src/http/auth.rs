@@ -6,15 +6,15 @@
 //! asserted user is the path's `{user_id}` (otherwise 403). Handlers cannot forget the check:
 //! without a `User` they have no user id to filter their queries by.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
 
-use axum::extract::{FromRequestParts, OriginalUri, RawPathParams};
+use axum::extract::{FromRef, FromRequestParts, OriginalUri, RawPathParams};
 use axum::http::request::Parts;
 use common::assertion::{AssertedRequest, AssertionVerifier};
+use common::clock::now_unix;
 use common::headers;
 
-use crate::error::ApiError;
-use crate::http::AppState;
+use crate::http::error::ApiError;
 
 /// The path parameter every `/api/` route names its owner with.
 const PATH_USER_PARAM: &str = "user_id";
@@ -32,11 +32,17 @@ impl User {
     }
 }
 
-impl FromRequestParts<AppState> for User {
+/// Needs only the verifier from the state, which it takes through [`FromRef`].
+impl<S> FromRequestParts<S> for User
+where
+    S: Send + Sync,
+    Arc<AssertionVerifier>: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let user = verify_assertion(parts, state.verifier(), unix_now())?;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let verifier = Arc::<AssertionVerifier>::from_ref(state);
+        let user = verify_assertion(parts, &verifier, now_unix())?;
         // Fail closed: a route without `{user_id}` (or with one that is not UTF-8 once decoded)
         // names no owner the user could match.
         let params = RawPathParams::from_request_parts(parts, state)
@@ -64,10 +70,13 @@ fn verify_assertion(
         tracing::debug!(%reason, "refused a request without a valid gateway assertion");
         ApiError::NotThroughGateway
     };
-    let user_id = single_header(parts, headers::USER_ID)
+    // Each header must be sent exactly once, in visible ASCII.
+    let single_header =
+        |name| headers::single_value(&parts.headers, name).and_then(|value| value.to_str().ok());
+    let user_id = single_header(headers::USER_ID)
         .filter(|id| !id.is_empty())
         .ok_or_else(|| refuse(&"missing, repeated or unreadable user id header"))?;
-    let assertion = single_header(parts, headers::GATEWAY_ASSERTION)
+    let assertion = single_header(headers::GATEWAY_ASSERTION)
         .ok_or_else(|| refuse(&"missing, repeated or unreadable assertion header"))?;
     // The gateway signed the target it forwarded; axum may have rewritten `parts.uri` if this
     // router is ever nested, but `OriginalUri` keeps what arrived.
@@ -86,20 +95,4 @@ fn verify_assertion(
     Ok(User {
         id: user_id.to_owned(),
     })
-}
-
-/// The value of a header sent exactly once; `None` when absent, repeated or not visible ASCII.
-fn single_header<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
-    let mut values = parts.headers.get_all(name).iter();
-    let value = values.next()?;
-    if values.next().is_some() {
-        return None;
-    }
-    value.to_str().ok()
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs())
 }

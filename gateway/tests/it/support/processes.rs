@@ -1,0 +1,88 @@
+//! The real `gateway` binary as a child process: its environment, signals and exit.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::telemetry::RUST_LOG;
+use gateway::config::{GATEWAY_ADMIN_LISTEN, GATEWAY_LISTEN, GATEWAY_UPGRADE_SOCK};
+
+use super::servers::EchoUpstream;
+use super::stack::TestGateway;
+
+/// The `gateway` executable Cargo built for these tests.
+pub const GATEWAY_BINARY: &str = env!("CARGO_BIN_EXE_gateway");
+
+/// A port that was free a moment ago (the binary binds by address, not by listener).
+pub fn free_port() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+}
+
+/// A running `gateway` binary, killed when dropped.
+pub struct Served {
+    pub child: Child,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the `gateway` binary with exactly `vars` in its environment.
+pub fn serve(vars: &[(String, String)], upgrade: bool) -> Served {
+    let mut command = Command::new(GATEWAY_BINARY);
+    if upgrade {
+        command.arg("--upgrade");
+    }
+    let child = command
+        .env_clear()
+        .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the binary starts");
+    Served { child }
+}
+
+/// The environment of a `gateway` binary in front of `upstream` (HS256 secret), listening on
+/// fresh ports, with its upgrade socket at `sock`; and the two addresses.
+pub fn binary_vars(
+    upstream: &EchoUpstream,
+    sock: &Path,
+) -> (Vec<(String, String)>, SocketAddr, SocketAddr) {
+    let (listen, admin) = (free_port(), free_port());
+    let vars = TestGateway::builder(&upstream.url())
+        .shared_secret()
+        .var(GATEWAY_LISTEN, listen.to_string())
+        .var(GATEWAY_ADMIN_LISTEN, admin.to_string())
+        .var(GATEWAY_UPGRADE_SOCK, sock.display().to_string())
+        .var(RUST_LOG, "warn")
+        .into_vars();
+    (vars, listen, admin)
+}
+
+/// Sends signal `name` (`TERM`, `QUIT`…) to `child`.
+pub fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+}
+
+/// Waits until `served` exits, failing after `limit`; how long it took.
+pub async fn wait_exit(served: &mut Served, limit: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        if served.child.try_wait().expect("wait").is_some() {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < limit, "still running after {limit:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,295 @@
+//! `GET /api/{user_id}/tasks`: the list's query string (filters, order, page), validated the
+//! way FastAPI does, and the dynamic SQL built from it.
+
+use std::fmt::Write as _;
+
+use axum::Json;
+use axum::extract::{FromRequestParts, Query, State};
+use axum::http::request::Parts;
+use axum::response::IntoResponse;
+use common::error::ValidationIssue;
+use serde_json::Value;
+use sqlx::{AssertSqlSafe, Database, Encode, Type, query::QueryAs};
+
+use super::input::{DESCRIPTION_MAX_CHARS, Task};
+use crate::http::AppState;
+use crate::http::auth::User;
+use crate::http::error::ApiError;
+use crate::http::extract::{Problem, one_of, string};
+use crate::http::openapi::{ApiErrors, UserPath};
+use crate::store::run_query;
+
+/// The page size when the client gives none, and the largest it may ask for.
+const DEFAULT_LIMIT: i64 = 100;
+const MAX_LIMIT: i64 = 500;
+/// A search keyword longer than any title or description could never match.
+const MAX_KEYWORD_CHARS: usize = DESCRIPTION_MAX_CHARS;
+
+/// The list's sort keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum SortKey {
+    Created,
+    Updated,
+    Title,
+    DueDate,
+    Priority,
+}
+
+/// The list's query string, validated: filters, order and page.
+#[derive(Debug)]
+pub(super) struct ListQuery {
+    /// `None` for all tasks, else only completed (`true`) or pending (`false`) ones.
+    completed: Option<bool>,
+    /// A `like` pattern matching the keyword anywhere, its wildcards escaped.
+    pattern: Option<String>,
+    sort: SortKey,
+    descending: bool,
+    limit: i64,
+    offset: i64,
+}
+
+impl ListQuery {
+    /// The `where` clause shared by the count and the page, with its placeholders numbered from
+    /// `$1` (the user); returns the clause and the next free placeholder number.
+    fn conditions(&self) -> (String, usize) {
+        let mut conditions = String::from("user_id = $1");
+        let mut next = 2;
+        if self.completed.is_some() {
+            let _ = write!(conditions, " and completed = ${next}");
+            next += 1;
+        }
+        if self.pattern.is_some() {
+            // lower() on both sides: case-insensitive on both backends (SQLite folds ASCII
+            // only, PostgreSQL all of Unicode).
+            let _ = write!(
+                conditions,
+                " and (lower(title) like lower(${next}) escape '\\' \
+                 or lower(description) like lower(${next}) escape '\\')"
+            );
+            next += 1;
+        }
+        (conditions, next)
+    }
+
+    /// The `order by` clause; `id` breaks ties so pages never overlap or skip.
+    fn order_by(&self) -> String {
+        let direction = if self.descending { "desc" } else { "asc" };
+        let key = match self.sort {
+            SortKey::Created => "created_at",
+            SortKey::Updated => "updated_at",
+            SortKey::Title => "lower(title)",
+            // Tasks without a due date come last in either direction, on both backends (they
+            // would otherwise disagree on where nulls go).
+            SortKey::DueDate => "due_date is null, due_date",
+            SortKey::Priority => "case priority when 'low' then 0 when 'medium' then 1 else 2 end",
+        };
+        format!("{key} {direction}, id {direction}")
+    }
+
+    /// Binds the user and the filters, in the order [`ListQuery::conditions`] numbers them.
+    fn bind_conditions<'q, DB: Database, O>(
+        &self,
+        query: QueryAs<'q, DB, O, DB::Arguments>,
+        user: &User,
+    ) -> QueryAs<'q, DB, O, DB::Arguments>
+    where
+        String: Encode<'q, DB> + Type<DB>,
+        bool: Encode<'q, DB> + Type<DB>,
+    {
+        let mut query = query.bind(user.id().to_owned());
+        if let Some(completed) = self.completed {
+            query = query.bind(completed);
+        }
+        if let Some(pattern) = &self.pattern {
+            query = query.bind(pattern.clone());
+        }
+        query
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ListQuery {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let Query(pairs) = Query::<Vec<(String, String)>>::try_from_uri(&parts.uri)
+            .map_err(|_| ApiError::invalid(&["query"], "Invalid query string", "value_error"))?;
+        let mut issues = Vec::new();
+        let completed = query_param(
+            &pairs,
+            &["status", "status_filter"],
+            &mut issues,
+            &|value| {
+                one_of(
+                    value,
+                    &[
+                        ("all", None),
+                        ("pending", Some(false)),
+                        ("completed", Some(true)),
+                    ],
+                )
+            },
+        );
+        let sort = query_param(&pairs, &["sort"], &mut issues, &|value| {
+            one_of(
+                value,
+                &[
+                    ("created", SortKey::Created),
+                    ("updated", SortKey::Updated),
+                    ("title", SortKey::Title),
+                    ("due_date", SortKey::DueDate),
+                    ("priority", SortKey::Priority),
+                ],
+            )
+        });
+        let descending = query_param(&pairs, &["order"], &mut issues, &|value| {
+            one_of(value, &[("asc", false), ("desc", true)])
+        });
+        let pattern = query_param(&pairs, &["q"], &mut issues, &keyword_pattern);
+        let limit = query_param(&pairs, &["limit"], &mut issues, &|value| {
+            bounded_int(value, 1, MAX_LIMIT)
+        });
+        let offset = query_param(&pairs, &["offset"], &mut issues, &|value| {
+            bounded_int(value, 0, i64::MAX)
+        });
+        if !issues.is_empty() {
+            return Err(ApiError::Validation(issues));
+        }
+        let sort = sort.unwrap_or(SortKey::Created);
+        Ok(Self {
+            completed: completed.flatten(),
+            pattern: pattern.flatten(),
+            sort,
+            // Without an explicit order: newest first for times, high before low for
+            // priority, A to Z for titles and soonest first for due dates.
+            descending: descending.unwrap_or(matches!(
+                sort,
+                SortKey::Created | SortKey::Updated | SortKey::Priority
+            )),
+            limit: limit.unwrap_or(DEFAULT_LIMIT),
+            offset: offset.unwrap_or(0),
+        })
+    }
+}
+
+/// The last value given under any of `names` (FastAPI too takes a repeated parameter's last
+/// value), parsed; `None` when absent or invalid (the problem is added to `issues`). Unknown
+/// parameters are never looked at.
+fn query_param<T>(
+    pairs: &[(String, String)],
+    names: &[&str],
+    issues: &mut Vec<ValidationIssue>,
+    parse: &dyn Fn(&str) -> Result<T, Problem>,
+) -> Option<T> {
+    let (name, value) = pairs
+        .iter()
+        .rev()
+        .find(|(name, _)| names.contains(&name.as_str()))?;
+    parse(value)
+        .map_err(|(msg, kind)| issues.push(ValidationIssue::new(&["query", name], msg, kind)))
+        .ok()
+}
+
+/// `q`: a `like` pattern matching the trimmed keyword anywhere; `None` for a blank keyword.
+fn keyword_pattern(keyword: &str) -> Result<Option<String>, Problem> {
+    let keyword = string(0, MAX_KEYWORD_CHARS, true)(&Value::from(keyword))?;
+    Ok((!keyword.is_empty()).then(|| format!("%{}%", escape_like(&keyword))))
+}
+
+/// An integer within `min..=max`, with pydantic's messages.
+fn bounded_int(value: &str, min: i64, max: i64) -> Result<i64, Problem> {
+    let number: i64 = value.trim().parse().map_err(|_| {
+        (
+            "Input should be a valid integer, unable to parse string as an integer".to_owned(),
+            "int_parsing",
+        )
+    })?;
+    if number < min {
+        Err((
+            format!("Input should be greater than or equal to {min}"),
+            "greater_than_equal",
+        ))
+    } else if number > max {
+        Err((
+            format!("Input should be less than or equal to {max}"),
+            "less_than_equal",
+        ))
+    } else {
+        Ok(number)
+    }
+}
+
+/// Makes `%`, `_` and the escape character itself match literally in a `like … escape '\'`.
+fn escape_like(keyword: &str) -> String {
+    let mut escaped = String::with_capacity(keyword.len());
+    for c in keyword.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
+/// List the user's tasks.
+///
+/// Filtered by `status` (or `status_filter`) and keyword `q` (case-insensitive, in the title or
+/// the description), sorted, and paged; `X-Total-Count` gives the number of matching tasks
+/// before paging.
+#[utoipa::path(
+    get,
+    path = "/api/{user_id}/tasks",
+    tag = "tasks",
+    params(
+        UserPath,
+        ("status" = Option<String>, Query, description = "`all` (default), `pending` or `completed`; `status_filter` is accepted too"),
+        ("sort" = Option<String>, Query, description = "`created` (default), `updated`, `title`, `due_date` or `priority`"),
+        ("order" = Option<String>, Query, description = "`asc` or `desc`; default `desc` for `created`, `updated` and `priority`, else `asc`"),
+        ("q" = Option<String>, Query, description = "Keyword searched in title and description, case-insensitively"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 500, description = "Page size, default 100"),
+        ("offset" = Option<i64>, Query, minimum = 0, description = "Tasks to skip, default 0"),
+    ),
+    responses(
+        (status = 200, description = "The matching tasks", body = [Task],
+            headers(("X-Total-Count" = i64, description = "Matching tasks before paging"))),
+        ApiErrors,
+    )
+)]
+pub(super) async fn list_tasks(
+    user: User,
+    State(state): State<AppState>,
+    query: ListQuery,
+) -> Result<impl IntoResponse, ApiError> {
+    let (conditions, next) = query.conditions();
+    let count_sql = format!("select count(*) from tasks where {conditions}");
+    let page_sql = format!(
+        "select * from tasks where {conditions} order by {} limit ${next} offset ${}",
+        query.order_by(),
+        next + 1
+    );
+    // Both statements are assembled from fixed fragments only; every value is a bound parameter.
+    let (total, tasks) = run_query!(state.store(), "list_tasks", |pool| async {
+        let (total,) = query
+            .bind_conditions(sqlx::query_as::<_, (i64,)>(AssertSqlSafe(count_sql)), &user)
+            .fetch_one(pool)
+            .await?;
+        let tasks = query
+            .bind_conditions(sqlx::query_as::<_, Task>(AssertSqlSafe(page_sql)), &user)
+            .bind(query.limit)
+            .bind(query.offset)
+            .fetch_all(pool)
+            .await?;
+        Ok::<_, sqlx::Error>((total, tasks))
+    }
+    .await)?;
+    Ok(([("x-total-count", total.to_string())], Json(tasks)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_wildcards_are_escaped() {
+        assert_eq!(escape_like(r"50%_off\now"), r"50\%\_off\\now");
+    }
+}
