@@ -118,7 +118,7 @@ impl AdminApp {
             .headers
             .get(header::AUTHORIZATION)
             .cloned();
-        if let Err(refusal) = self.revocations.authorized(authorization.as_ref()) {
+        if let Some(refusal) = self.revocations.refusal(authorization.as_ref()) {
             return refusal;
         }
         let mut body = Vec::new();

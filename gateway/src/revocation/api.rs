@@ -52,10 +52,11 @@ impl RevocationApi {
         path == "/revocations" || path.starts_with("/revocations/")
     }
 
-    /// Whether the request carries the admin token. Checked before its body is read.
-    pub fn authorized(&self, authorization: Option<&HeaderValue>) -> Result<(), Response<Vec<u8>>> {
+    /// The refusal of a request without the admin token (404 when the endpoints are off), or
+    /// `None` when it carries it. Checked before the body is read.
+    pub fn refusal(&self, authorization: Option<&HeaderValue>) -> Option<Response<Vec<u8>>> {
         let Some(expected) = &self.admin_token else {
-            return Err(error(StatusCode::NOT_FOUND, "Not Found"));
+            return Some(error(StatusCode::NOT_FOUND, "Not Found"));
         };
         let presented = authorization
             .and_then(|value| value.to_str().ok())
@@ -63,13 +64,13 @@ impl RevocationApi {
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, token)| -> [u8; 32] { Sha256::digest(token.trim().as_bytes()).into() });
         match presented {
-            Some(digest) if bool::from(digest.ct_eq(expected)) => Ok(()),
+            Some(digest) if bool::from(digest.ct_eq(expected)) => None,
             _ => {
                 let mut response = error(StatusCode::UNAUTHORIZED, "Not authenticated");
                 response
                     .headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-                Err(response)
+                Some(response)
             }
         }
     }
