@@ -225,25 +225,12 @@ impl TokenConfig {
             .transpose()?;
         let issuer = env.get(JWT_ISSUER)?.map(str::to_owned);
         let audience = env.get(JWT_AUDIENCE)?.map(str::to_owned);
-        let hmac = env
-            .get(BETTER_AUTH_SECRET)?
-            .map(|secret| {
-                if secret.len() < MIN_HMAC_SECRET_BYTES {
-                    return Err(ConfigError::new(
-                        BETTER_AUTH_SECRET,
-                        format!(
-                            "must be at least {MIN_HMAC_SECRET_BYTES} bytes long (got {})",
-                            secret.len()
-                        ),
-                    ));
-                }
-                Ok(HmacConfig {
-                    secret: SecretString::from(secret.to_owned()),
-                    issuer: issuer.clone(),
-                    audience: audience.clone(),
-                })
-            })
-            .transpose()?;
+        let hmac =
+            secret(env, BETTER_AUTH_SECRET, MIN_HMAC_SECRET_BYTES)?.map(|secret| HmacConfig {
+                secret,
+                issuer: issuer.clone(),
+                audience: audience.clone(),
+            });
         let jwks = jwks_config(env, base_url.as_ref(), issuer, audience)?;
         if hmac.is_none() && jwks.is_none() {
             return Err(ConfigError::new(
@@ -388,6 +375,28 @@ fn cors_origins(env: &Env) -> Result<Vec<String>, ConfigError> {
             Ok(canonical)
         })
         .collect()
+}
+
+/// A secret of at least `min_bytes` bytes, when `variable` is set.
+pub(crate) fn secret(
+    env: &Env,
+    variable: &str,
+    min_bytes: usize,
+) -> Result<Option<SecretString>, ConfigError> {
+    env.get(variable)?
+        .map(|secret| {
+            if secret.len() < min_bytes {
+                return Err(ConfigError::new(
+                    variable,
+                    format!(
+                        "must be at least {min_bytes} bytes long (got {})",
+                        secret.len()
+                    ),
+                ));
+            }
+            Ok(SecretString::from(secret.to_owned()))
+        })
+        .transpose()
 }
 
 /// A whole number within `range`, or `default` when unset.

@@ -309,21 +309,7 @@ pub struct RevocationConfig {
 impl RevocationConfig {
     /// Reads the revocation variables.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let admin_token = env
-            .get(GATEWAY_ADMIN_TOKEN)?
-            .map(|token| {
-                if token.len() < MIN_ADMIN_TOKEN_BYTES {
-                    return Err(ConfigError::new(
-                        GATEWAY_ADMIN_TOKEN,
-                        format!(
-                            "must be at least {MIN_ADMIN_TOKEN_BYTES} bytes long (got {})",
-                            token.len()
-                        ),
-                    ));
-                }
-                Ok(SecretString::from(token.to_owned()))
-            })
-            .transpose()?;
+        let admin_token = crate::config::secret(env, GATEWAY_ADMIN_TOKEN, MIN_ADMIN_TOKEN_BYTES)?;
         let ttl_seconds = crate::config::bounded(
             env,
             REVOCATION_TTL_SECONDS,

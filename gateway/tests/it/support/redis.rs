@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::PATIENCE;
-use super::processes::free_port;
+use super::processes::{free_port, installed};
 
 /// A running `redis-server`.
 pub struct RedisServer {
@@ -19,17 +19,7 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts one on a free port, or `None` when `redis-server` is missing outside CI.
     pub fn start(test: &str) -> Option<Self> {
-        let installed = Command::new("redis-server")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|status| status.success());
-        if !installed {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "CI requires redis-server (deploy/local/prerequisites.sh installs it)"
-            );
-            eprintln!("SKIPPED {test}: redis-server is not installed");
+        if !installed("redis-server", test) {
             return None;
         }
         let mut server = Self {
