@@ -47,13 +47,61 @@ ensure_redis_server() {
 }
 
 # Installs the Better Auth harness of the revocation test (gateway/tests/better-auth) from its
-# lock file when node is present and it is not installed yet.
+# lock file (npm ci, again whenever package-lock.json changed) when npm is present.
 ensure_better_auth_harness() {
     local harness=gateway/tests/better-auth
-    [ -d "$harness/node_modules/better-auth" ] && return 0
     if ! command -v npm >/dev/null 2>&1; then
         echo "npm is missing; the Better Auth sign-out test will be skipped" >&2
         return 0
     fi
-    (cd "$harness" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    local stamp="$harness/node_modules/.installed-lock.sha256"
+    local lock_sum
+    lock_sum=$(sha256sum "$harness/package-lock.json" | cut -d' ' -f1)
+    [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$lock_sum" ] && return 0
+    (cd "$harness" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) || return 1
+    echo "$lock_sum" >"$stamp"
+}
+
+# The example frontend (examples/nextjs) needs Node.js 20.9 or newer with npm.
+ensure_node() {
+    if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+        echo "error: the frontend needs Node.js 20.9+ and npm; install them (https://nodejs.org) and retry" >&2
+        return 1
+    fi
+    if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 9) ? 0 : 1)'; then
+        echo "error: the frontend needs Node.js 20.9 or newer; this is $(node --version)" >&2
+        return 1
+    fi
+}
+
+# Installs the example's pinned dependencies (npm ci, only when package-lock.json changed since
+# the last install) and builds it (next build).
+build_frontend() {
+    ensure_node || return 1
+    local app="examples/nextjs"
+    local stamp="$app/node_modules/.installed-lock.sha256"
+    local lock_sum
+    lock_sum=$(sha256sum "$app/package-lock.json" | cut -d' ' -f1)
+    if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$lock_sum" ]; then
+        echo "Installing the frontend's dependencies (npm ci)…"
+        (cd "$app" && npm ci --no-audit --no-fund --loglevel=error) || return 1
+        echo "$lock_sum" >"$stamp"
+    fi
+    echo "Building the frontend (next build)…"
+    (cd "$app" && NEXT_TELEMETRY_DISABLED=1 npx --no-install next build >/dev/null) || {
+        echo "error: next build failed; run it in $app to see why" >&2
+        return 1
+    }
+}
+
+# Installs Debian's Chromium (the browser suite drives it; Playwright's own download is not used)
+# when it is missing.
+ensure_chromium() {
+    command -v "${CHROMIUM:-chromium}" >/dev/null 2>&1 && return 0
+    echo "chromium is missing (the browser suite drives it); installing it" >&2
+    apt_install --no-install-recommends chromium || true
+    if ! command -v "${CHROMIUM:-chromium}" >/dev/null 2>&1; then
+        echo "error: the browser suite needs Chromium; install it (apt-get install chromium) or set CHROMIUM to its path" >&2
+        return 1
+    fi
 }

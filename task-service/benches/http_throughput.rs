@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use reqwest::Method;
 use serde_json::json;
-use support::{Backend, TestApp, tasks_path};
+use support::{Backend, TestApp, percentile, tasks_path};
 use task_service::testing::postgres_admin_url;
 
 /// A positive number from the environment, or `default`.
@@ -52,9 +52,7 @@ struct Figures {
 
 impl Figures {
     fn percentile(&self, fraction: f64) -> Duration {
-        // Rounded to the nearest rank; the list is sorted and never empty.
-        let rank = ((self.latencies.len() - 1) as f64 * fraction).round() as usize;
-        self.latencies[rank]
+        percentile(&self.latencies, fraction)
     }
 
     fn print(&self, backend: Backend, operation: &str) {

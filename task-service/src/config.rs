@@ -4,15 +4,23 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use common::assertion::AssertionVerifier;
 use common::config::{ConfigError, Env};
 use common::telemetry::LogSettings;
 
-use crate::store::DatabaseOptions;
+use crate::store::{DatabaseLimits, DatabaseOptions};
 
 /// The variable naming the database: `sqlite:…` or `postgres://…`.
 pub const DATABASE_URL: &str = "DATABASE_URL";
+/// The variable bounding each database statement's time, in milliseconds.
+pub const DATABASE_STATEMENT_TIMEOUT_MS: &str = "DATABASE_STATEMENT_TIMEOUT_MS";
+/// The variable sizing the connection pool.
+pub const DATABASE_MAX_CONNECTIONS: &str = "DATABASE_MAX_CONNECTIONS";
+/// Long enough for any request the API allows, short enough that a runaway query gives its
+/// connection back within seconds.
+pub const DEFAULT_STATEMENT_TIMEOUT_MS: u64 = 5000;
 /// The variable naming the address to listen on.
 pub const TASK_SERVICE_LISTEN: &str = "TASK_SERVICE_LISTEN";
 /// The internal listener: loopback unless deployment says otherwise.
@@ -28,6 +36,8 @@ pub struct Config {
     pub database: DatabaseOptions,
     /// `DATABASE_URL` as given, for `Debug` (with its password hidden).
     database_url: String,
+    /// `DATABASE_STATEMENT_TIMEOUT_MS` and `DATABASE_MAX_CONNECTIONS`.
+    pub database_limits: DatabaseLimits,
     /// Checks gateway assertions (`GATEWAY_SIGNING_SECRET`, `GATEWAY_SIGNING_SECRET_PREVIOUS`).
     pub verifier: AssertionVerifier,
     /// `TASK_SERVICE_LISTEN`: where `main` binds. [`crate::run`] takes an already bound listener.
@@ -49,6 +59,7 @@ impl Config {
         Ok(Self {
             database: DatabaseOptions::parse(&database_url)?,
             database_url,
+            database_limits: database_limits(env)?,
             verifier: common::config::assertion_verifier(env)?,
             listen: env.parse_or(TASK_SERVICE_LISTEN, default_listen)?,
             log: LogSettings::from_env(env)?,
@@ -56,10 +67,35 @@ impl Config {
     }
 }
 
+/// The database bounds; zero is refused for both (no bound, no connection).
+fn database_limits(env: &Env) -> Result<DatabaseLimits, ConfigError> {
+    let timeout_ms: u64 =
+        env.parse_or(DATABASE_STATEMENT_TIMEOUT_MS, DEFAULT_STATEMENT_TIMEOUT_MS)?;
+    // PostgreSQL's statement_timeout is a 32-bit count of milliseconds.
+    if timeout_ms == 0 || timeout_ms > i32::MAX as u64 {
+        return Err(ConfigError::new(
+            DATABASE_STATEMENT_TIMEOUT_MS,
+            format!("must be between 1 and {} milliseconds", i32::MAX),
+        ));
+    }
+    let max_connections: Option<u32> = env.parse(DATABASE_MAX_CONNECTIONS)?;
+    if max_connections == Some(0) {
+        return Err(ConfigError::new(
+            DATABASE_MAX_CONNECTIONS,
+            "must be at least 1",
+        ));
+    }
+    Ok(DatabaseLimits {
+        statement_timeout: Duration::from_millis(timeout_ms),
+        max_connections,
+    })
+}
+
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
             .field("database_url", &redact_password(&self.database_url))
+            .field("database_limits", &self.database_limits)
             .field("verifier", &self.verifier)
             .field("listen", &self.listen)
             .field("log", &self.log)
@@ -120,6 +156,29 @@ mod tests {
             let env = Env::from_pairs([SECRET, (DATABASE_URL, url)]);
             let err = Config::from_env(&env).expect_err(url);
             assert_eq!(err.variable, DATABASE_URL, "{url}");
+        }
+    }
+
+    #[test]
+    fn database_limits_default_and_refuse_zero() {
+        let config = Config::from_env(&Env::from_pairs([SECRET])).expect("defaults");
+        assert_eq!(
+            config.database_limits,
+            DatabaseLimits {
+                statement_timeout: Duration::from_millis(DEFAULT_STATEMENT_TIMEOUT_MS),
+                max_connections: None,
+            }
+        );
+        for (variable, value) in [
+            (DATABASE_STATEMENT_TIMEOUT_MS, "0"),
+            (DATABASE_STATEMENT_TIMEOUT_MS, "5s"),
+            (DATABASE_STATEMENT_TIMEOUT_MS, "3000000000"),
+            (DATABASE_MAX_CONNECTIONS, "0"),
+            (DATABASE_MAX_CONNECTIONS, "-1"),
+        ] {
+            let env = Env::from_pairs([SECRET, (variable, value)]);
+            let err = Config::from_env(&env).expect_err(value);
+            assert_eq!(err.variable, variable, "{value}");
         }
     }
 

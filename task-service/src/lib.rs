@@ -81,7 +81,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     let metrics = Metrics::new()?;
-    let store = Store::open(config.database, metrics.clone()).await?;
+    let store = Store::open(config.database, config.database_limits, metrics.clone()).await?;
     let app = http::router(http::AppState::new(store.clone(), config.verifier, metrics))
         .map_err(Error::OpenApi)?;
     if let Ok(address) = listener.local_addr() {

@@ -5,18 +5,32 @@
 //! and [`run_query!`] runs the same query text on whichever pool the store holds. That works
 //! because both backends accept the same SQL: `$1`-style placeholders (SQLite reads `$NNN` as
 //! parameter NNN), `returning`, `lower`, `like … escape`, and the schema in each backend's
-//! migrations stores values that sort alike (see the migrations' comments).
+//! migrations stores values that sort alike (see the migrations' comments). The keyword search's
+//! index is the one part of a query that differs ([`Backend::keyword_index_condition`]).
+//!
+//! Every operation runs on a [`Lease`]: one pooled connection, with a deadline on its database
+//! work (`DATABASE_STATEMENT_TIMEOUT_MS`) and closed rather than reused when the request that
+//! holds it goes away mid-statement, so that a client that disconnects stops its query:
+//!
+//! - PostgreSQL runs each statement under `statement_timeout`, and with
+//!   `client_connection_check_interval` it notices a closed connection while a statement runs
+//!   and aborts it (dropping a query future alone would leave the statement running).
+//! - SQLite runs statements on a worker thread that a dropped future does not stop; a progress
+//!   handler interrupts the statement once the deadline passes or the lease is abandoned.
 
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::config::ConfigError;
 use sqlx::migrate::Migrator;
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{ConnectOptions, Connection};
+use sqlx::{ConnectOptions, Connection, Database, Executor};
 
 use crate::Error;
 use crate::config::DATABASE_URL;
@@ -35,6 +49,24 @@ const SQLITE_MAX_CONNECTIONS: u32 = 8;
 /// Per replica. PostgreSQL allows 100 connections by default, so this leaves room for several
 /// replicas plus migrations and administration.
 const POSTGRES_MAX_CONNECTIONS: u32 = 10;
+/// How often PostgreSQL checks, while a statement runs, that the service is still connected
+/// (PostgreSQL 14 and later): the longest a statement outlives a request that went away.
+const POSTGRES_CLIENT_CHECK_INTERVAL_MS: u32 = 100;
+/// SQLite virtual-machine instructions between two looks at a statement's deadline: a few
+/// microseconds of work.
+const SQLITE_PROGRESS_INSTRUCTIONS: i32 = 1000;
+/// Keywords shorter than this (in characters) cannot use the trigram indexes.
+pub const KEYWORD_INDEX_MIN_CHARS: usize = 3;
+
+/// How the database is used: the bounds from the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DatabaseLimits {
+    /// `DATABASE_STATEMENT_TIMEOUT_MS`: the longest one statement (on SQLite, one operation's
+    /// statements together) may run before it is stopped.
+    pub statement_timeout: Duration,
+    /// `DATABASE_MAX_CONNECTIONS`: the pool's size; `None` for the backend's default.
+    pub max_connections: Option<u32>,
+}
 
 /// A parsed `DATABASE_URL`.
 #[derive(Debug, Clone)]
@@ -71,25 +103,131 @@ pub enum Pool {
     Postgres(PgPool),
 }
 
+/// Which backend a [`Pool`] is on, for the few SQL fragments that differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// A condition, true for every task whose title or description may contain the keyword,
+    /// that the backend answers from its trigram index (see the `0002` migrations); the exact
+    /// match is still the `like` beside it. `$param` is bound to [`Backend::keyword_index_key`].
+    pub fn keyword_index_condition(self, param: usize) -> String {
+        match self {
+            Self::Sqlite => {
+                format!("id in (select rowid from tasks_search where tasks_search match ${param})")
+            }
+            Self::Postgres => format!(
+                "lower(title || ' ' || coalesce(description, '')) like lower(${param}) escape '\\'"
+            ),
+        }
+    }
+
+    /// The value [`Backend::keyword_index_condition`] looks up: the `like` pattern on
+    /// PostgreSQL, an FTS5 phrase (the keyword in double quotes, its own quotes doubled) on
+    /// SQLite, which the trigram tokenizer matches as a case-insensitive substring.
+    pub fn keyword_index_key(self, keyword: &str, pattern: &str) -> String {
+        match self {
+            Self::Sqlite => format!("\"{}\"", keyword.replace('"', "\"\"")),
+            Self::Postgres => pattern.to_owned(),
+        }
+    }
+}
+
 /// The database, with the metrics its operations report to.
 #[derive(Clone)]
 pub struct Store {
     pool: Pool,
+    statement_timeout: Duration,
     metrics: Metrics,
 }
 
-/// Runs one database operation on the store's pool, whichever backend it is, and records its
-/// duration (and failure) under `operation`.
+/// One pooled connection, held for one operation. Dropped before [`Lease::finish`] (the request
+/// went away mid-statement), it marks itself abandoned, which stops a SQLite statement at its
+/// next progress check (the connection then returns to the pool, usable); a PostgreSQL lease
+/// instead takes its connection out of the pool and drops it, which closes the socket at once
+/// and so stops the statement at the server's next client check (the pool opens a replacement
+/// when it needs one).
+pub struct Lease<DB: Database> {
+    /// `Some` until the lease is dropped.
+    connection: Option<PoolConnection<DB>>,
+    abandoned: Arc<AtomicBool>,
+    close_when_abandoned: bool,
+}
+
+impl<DB: Database> Lease<DB> {
+    fn new(
+        connection: PoolConnection<DB>,
+        abandoned: Arc<AtomicBool>,
+        close_when_abandoned: bool,
+    ) -> Self {
+        Self {
+            connection: Some(connection),
+            abandoned,
+            close_when_abandoned,
+        }
+    }
+
+    /// The connection to run the operation's statements on.
+    pub fn connection(&mut self) -> &mut DB::Connection {
+        self.connection
+            .as_mut()
+            .expect("a lease holds its connection until it is dropped")
+    }
+
+    /// The operation ran to its end (success or error): the connection goes back to the pool.
+    pub fn finish(mut self) {
+        drop(self.connection.take());
+    }
+}
+
+impl<DB: Database> Drop for Lease<DB> {
+    fn drop(&mut self) {
+        if let Some(connection) = self.connection.take() {
+            self.abandoned.store(true, Ordering::Relaxed);
+            if self.close_when_abandoned {
+                drop(connection.detach());
+            }
+        }
+    }
+}
+
+/// Runs `$body` with `$connection` bound to the mutable connection of a [`Lease`] taken from
+/// `$pool`; the lease is finished once the body's future completes.
+macro_rules! on_lease {
+    ($store:expr, $pool:expr, |$connection:ident| $body:expr) => {
+        match $store.lease($pool).await {
+            Ok(mut lease) => {
+                let $connection = lease.connection();
+                let result = $body;
+                lease.finish();
+                result
+            }
+            Err(err) => Err(err),
+        }
+    };
+}
+pub(crate) use on_lease;
+
+/// Runs one database operation on a [`Lease`] of the store's pool, whichever backend it is, and
+/// records its duration (and failure) under `operation`.
 ///
-/// `$body` is written once and compiled once per backend, with `$pool` bound to a `&SqlitePool`
-/// or a `&PgPool`; both arms must produce the same `Result<_, sqlx::Error>`.
+/// `$body` is written once and compiled once per backend, with `$connection` bound to a
+/// `&mut SqliteConnection` or a `&mut PgConnection` (reborrow it, `&mut *connection`, to run
+/// several statements); both arms must produce the same `Result<_, sqlx::Error>`.
 macro_rules! run_query {
-    ($store:expr, $operation:literal, |$pool:ident| $body:expr) => {{
+    ($store:expr, $operation:literal, |$connection:ident| $body:expr) => {{
         let store: &$crate::store::Store = $store;
         let started = ::std::time::Instant::now();
         let result = match store.pool() {
-            $crate::store::Pool::Sqlite($pool) => $body,
-            $crate::store::Pool::Postgres($pool) => $body,
+            $crate::store::Pool::Sqlite(pool) => {
+                $crate::store::on_lease!(store, pool, |$connection| $body)
+            }
+            $crate::store::Pool::Postgres(pool) => {
+                $crate::store::on_lease!(store, pool, |$connection| $body)
+            }
         };
         store.observe($operation, started, result.is_ok());
         result
@@ -100,8 +238,13 @@ pub(crate) use run_query;
 impl Store {
     /// Opens the database (creating a SQLite file and its directory when missing) and applies
     /// the migrations. Several replicas may start at once: sqlx takes an advisory lock on
-    /// PostgreSQL while it migrates.
-    pub async fn open(options: DatabaseOptions, metrics: Metrics) -> Result<Self, Error> {
+    /// PostgreSQL while it migrates. Migrations run on a connection of their own, outside the
+    /// statement timeout: building an index over a large table may take longer.
+    pub async fn open(
+        options: DatabaseOptions,
+        limits: DatabaseLimits,
+        metrics: Metrics,
+    ) -> Result<Self, Error> {
         let pool = match options {
             DatabaseOptions::Sqlite(options) => {
                 create_parent_dir(options.get_filename())?;
@@ -113,24 +256,52 @@ impl Store {
                     .synchronous(SqliteSynchronous::Normal)
                     .busy_timeout(SQLITE_BUSY_TIMEOUT);
                 check_connection(&options).await?;
+                // One connection of its own, without the pool's deadline.
+                let migrations = SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .connect_lazy_with(options.clone());
+                SQLITE_MIGRATIONS.run(&migrations).await?;
+                migrations.close().await;
                 let pool = SqlitePoolOptions::new()
-                    .max_connections(SQLITE_MAX_CONNECTIONS)
+                    .max_connections(limits.max_connections.unwrap_or(SQLITE_MAX_CONNECTIONS))
                     .acquire_timeout(ACQUIRE_TIMEOUT)
                     .connect_lazy_with(options);
-                SQLITE_MIGRATIONS.run(&pool).await?;
                 Pool::Sqlite(pool)
             }
             DatabaseOptions::Postgres(options) => {
                 check_connection(&options).await?;
+                let migrations = PgPoolOptions::new()
+                    .max_connections(1)
+                    .connect_lazy_with(options.clone());
+                POSTGRES_MIGRATIONS.run(&migrations).await?;
+                migrations.close().await;
+                let timeout_ms = limits.statement_timeout.as_millis().to_string();
                 let pool = PgPoolOptions::new()
-                    .max_connections(POSTGRES_MAX_CONNECTIONS)
+                    .max_connections(limits.max_connections.unwrap_or(POSTGRES_MAX_CONNECTIONS))
                     .acquire_timeout(ACQUIRE_TIMEOUT)
+                    // Set per session rather than as startup options, which connection poolers
+                    // such as PgBouncer refuse.
+                    .after_connect(move |connection, _| {
+                        let timeout_ms = timeout_ms.clone();
+                        Box::pin(async move { bound_session(connection, &timeout_ms).await })
+                    })
                     .connect_lazy_with(options);
-                POSTGRES_MIGRATIONS.run(&pool).await?;
                 Pool::Postgres(pool)
             }
         };
-        Ok(Self { pool, metrics })
+        Ok(Self {
+            pool,
+            statement_timeout: limits.statement_timeout,
+            metrics,
+        })
+    }
+
+    /// Which backend the store is on.
+    pub fn backend(&self) -> Backend {
+        match self.pool {
+            Pool::Sqlite(_) => Backend::Sqlite,
+            Pool::Postgres(_) => Backend::Postgres,
+        }
     }
 
     /// The pool, for [`run_query!`].
@@ -151,8 +322,8 @@ impl Store {
 
     /// Succeeds when the database answers a trivial query.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
-        run_query!(self, "ping", |pool| sqlx::query("select 1")
-            .execute(pool)
+        run_query!(self, "ping", |connection| sqlx::query("select 1")
+            .execute(connection)
             .await
             .map(|_| ()))
     }
@@ -180,6 +351,71 @@ impl Store {
     }
 }
 
+/// Taking a [`Lease`] on each backend's pool.
+pub(crate) trait LeasePool<DB: Database> {
+    /// A connection from the pool, its statements bounded by `timeout`.
+    async fn lease(&self, timeout: Duration) -> Result<Lease<DB>, sqlx::Error>;
+}
+
+impl LeasePool<sqlx::Sqlite> for SqlitePool {
+    async fn lease(&self, timeout: Duration) -> Result<Lease<sqlx::Sqlite>, sqlx::Error> {
+        let mut connection = self.acquire().await?;
+        let abandoned = Arc::new(AtomicBool::new(false));
+        let deadline = Instant::now() + timeout;
+        let stop = Arc::clone(&abandoned);
+        // Returning false interrupts the running statement (SQLITE_INTERRUPT). The handler stays
+        // installed while the connection idles; the next lease replaces it.
+        connection
+            .lock_handle()
+            .await?
+            .set_progress_handler(SQLITE_PROGRESS_INSTRUCTIONS, move || {
+                !stop.load(Ordering::Relaxed) && Instant::now() < deadline
+            });
+        Ok(Lease::new(connection, abandoned, false))
+    }
+}
+
+impl LeasePool<sqlx::Postgres> for PgPool {
+    async fn lease(&self, _timeout: Duration) -> Result<Lease<sqlx::Postgres>, sqlx::Error> {
+        // The server enforces the timeout: every connection's session has it (bound_session).
+        Ok(Lease::new(self.acquire().await?, Arc::default(), true))
+    }
+}
+
+impl Store {
+    /// A lease on `pool`, bounded by the configured statement timeout.
+    pub(crate) async fn lease<DB: Database, P: LeasePool<DB>>(
+        &self,
+        pool: &P,
+    ) -> Result<Lease<DB>, sqlx::Error> {
+        pool.lease(self.statement_timeout).await
+    }
+}
+
+/// Bounds a new PostgreSQL session: `statement_timeout`, and on PostgreSQL 14 and later a check,
+/// while a statement runs, that the service is still connected.
+async fn bound_session(
+    connection: &mut sqlx::PgConnection,
+    timeout_ms: &str,
+) -> Result<(), sqlx::Error> {
+    let check_interval_ms = if connection.server_version_num().unwrap_or(0) >= 140_000 {
+        POSTGRES_CLIENT_CHECK_INTERVAL_MS.to_string()
+    } else {
+        String::new()
+    };
+    let statement = if check_interval_ms.is_empty() {
+        "select set_config('statement_timeout', $1, false)"
+    } else {
+        "select set_config('statement_timeout', $1, false), \
+                set_config('client_connection_check_interval', $2, false)"
+    };
+    let mut query = sqlx::query(statement).bind(timeout_ms);
+    if !check_interval_ms.is_empty() {
+        query = query.bind(check_interval_ms);
+    }
+    connection.execute(query).await.map(|_| ())
+}
+
 /// Opens one connection and closes it again. A pool retries failed connections until its acquire
 /// timeout and then reports only "timed out"; one direct attempt fails at once with the cause
 /// ("connection refused", "password authentication failed", "unable to open database file").
@@ -205,6 +441,15 @@ fn create_parent_dir(file: &std::path::Path) -> Result<(), Error> {
         }
         _ => Ok(()),
     }
+}
+
+/// Whether a database error means a statement was stopped at its deadline
+/// (`DATABASE_STATEMENT_TIMEOUT_MS`): PostgreSQL's `query_canceled` (57014), SQLite's
+/// `SQLITE_INTERRUPT` (9).
+pub fn is_timeout(err: &sqlx::Error) -> bool {
+    err.as_database_error()
+        .and_then(|err| err.code())
+        .is_some_and(|code| code == "57014" || code == "9")
 }
 
 /// Whether a database error means the database cannot be reached right now (503) rather than

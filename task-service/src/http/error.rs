@@ -1,8 +1,9 @@
 //! The one error type every handler and extractor returns, rendered as the FastAPI-style JSON
 //! body of [`common::error::ErrorResponse`].
 //!
-//! Database failures become an opaque 500 (or a 503 when the database cannot be reached); their
-//! cause goes to the log, never to the client.
+//! Database failures become an opaque 500 (or a 503 when the database cannot be reached or a
+//! statement ran past `DATABASE_STATEMENT_TIMEOUT_MS`); their cause goes to the log, never to the
+//! client.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -29,6 +30,10 @@ pub enum ApiError {
     /// 415: a body that is not declared as JSON.
     #[error("body is not declared as JSON")]
     UnsupportedMediaType,
+    /// 429 with `Retry-After`: the user already runs as many keyword searches as one user may at
+    /// once.
+    #[error("too many searches at once for this user")]
+    TooManySearches,
     /// 422: the request's path, query or body failed validation.
     #[error("validation failed")]
     Validation(Vec<ValidationIssue>),
@@ -39,7 +44,8 @@ pub enum ApiError {
         status: StatusCode,
         message: &'static str,
     },
-    /// 500, or 503 when the database cannot be reached.
+    /// 500, or 503 when the database cannot be reached or a statement was stopped at its
+    /// deadline.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     /// 500: anything else that should not happen.
@@ -69,11 +75,19 @@ impl ApiError {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "Expected a request body with Content-Type: application/json",
             ),
+            Self::TooManySearches => message(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many searches at once; try again when one has finished",
+            ),
             Self::Validation(issues) => ErrorResponse::validation(issues.clone()),
             Self::Unreadable {
                 status,
                 message: text,
             } => message(*status, text),
+            Self::Database(err) if crate::store::is_timeout(err) => message(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The database took too long to answer",
+            ),
             Self::Database(err) if crate::store::is_unavailable(err) => {
                 message(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable")
             }
@@ -92,7 +106,13 @@ impl IntoResponse for ApiError {
             // request's span adds its request id.
             tracing::error!(error = %self, status = reply.status.as_u16(), "request failed");
         }
-        error_response(&reply)
+        let mut response = error_response(&reply);
+        if matches!(self, Self::TooManySearches) {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
     }
 }
 

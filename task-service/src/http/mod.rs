@@ -40,6 +40,7 @@ pub struct AppState {
     store: Store,
     verifier: Arc<AssertionVerifier>,
     metrics: Metrics,
+    searches: Arc<tasks::SearchSlots>,
 }
 
 impl AppState {
@@ -49,6 +50,7 @@ impl AppState {
             store,
             verifier: Arc::new(verifier),
             metrics,
+            searches: Arc::default(),
         }
     }
 
@@ -60,6 +62,11 @@ impl AppState {
     /// This instance's metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// The keyword searches running now, per user.
+    pub fn searches(&self) -> &Arc<tasks::SearchSlots> {
+        &self.searches
     }
 }
 
@@ -94,6 +101,9 @@ pub fn router(state: AppState) -> Result<Router, serde_json::Error> {
 
 /// Gives the request an id (the gateway's, or a new one), runs it inside a span carrying that
 /// id, then records its metrics, writes one access-log line and returns the id to the client.
+/// Every reply, success or error, from a handler, an extractor or a fallback, says
+/// `Cache-Control: no-store`: most carry a user's tasks, and no cache between the tiers or in a
+/// browser may keep them.
 ///
 /// Added with `Router::layer`, so it runs after routing: the matched route template is known,
 /// and the metrics are labelled by it rather than by the concrete path (which holds a user id).
@@ -113,19 +123,32 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
         .http
         .observe(&route, method, status.as_u16(), elapsed);
     span.in_scope(|| {
-        tracing::info!(
-            target: "access",
-            method,
-            route,
-            path,
-            status = status.as_u16(),
-            latency_ms = elapsed.as_secs_f64() * 1000.0,
-            "request"
-        );
+        macro_rules! access_line {
+            ($level:expr) => {
+                tracing::event!(
+                    target: "access",
+                    $level,
+                    method,
+                    route,
+                    path,
+                    status = status.as_u16(),
+                    latency_ms = elapsed.as_secs_f64() * 1000.0,
+                    "request"
+                )
+            };
+        }
+        // Each gateway probes every replica every second: at info those lines would bury the rest.
+        if matches!(route.as_str(), "/healthz" | "/readyz") {
+            access_line!(tracing::Level::DEBUG);
+        } else {
+            access_line!(tracing::Level::INFO);
+        }
     });
+    let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert(REQUEST_ID, value);
+        headers.insert(REQUEST_ID, value);
     }
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 

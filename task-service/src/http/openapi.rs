@@ -78,8 +78,11 @@ pub enum ApiErrors {
     /// The database failed.
     #[response(status = 500, description = "Internal Server Error")]
     Internal(ErrorMessage),
-    /// The database cannot be reached.
-    #[response(status = 503, description = "Database unavailable")]
+    /// The database cannot be reached, or a statement ran past its deadline.
+    #[response(
+        status = 503,
+        description = "Database unavailable, or a statement ran past DATABASE_STATEMENT_TIMEOUT_MS"
+    )]
     Unavailable(ErrorMessage),
 }
 

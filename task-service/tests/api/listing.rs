@@ -202,18 +202,23 @@ async fn list_rejects_bad_parameters(app: TestApp) {
             "{query}"
         );
     }
-    let long_keyword = app
-        .list_reply(ALICE, &format!("?q={}", "x".repeat(1001)))
-        .await;
-    long_keyword.expect_status(422);
-    assert_eq!(
-        long_keyword.json(),
-        validation(
-            json!(["query", "q"]),
-            "String should have at most 1000 characters",
-            "string_too_long"
-        )
-    );
+    // The keyword's bound, in characters (not bytes), after trimming.
+    let longest = format!("%20{}%20", "%C3%A9".repeat(200));
+    app.list_reply(ALICE, &format!("?q={longest}"))
+        .await
+        .expect_status(200);
+    for too_long in ["x".repeat(201), "%C3%A9".repeat(201), "x".repeat(1000)] {
+        let reply = app.list_reply(ALICE, &format!("?q={too_long}")).await;
+        reply.expect_status(422);
+        assert_eq!(
+            reply.json(),
+            validation(
+                json!(["query", "q"]),
+                "String should have at most 200 characters",
+                "string_too_long"
+            )
+        );
+    }
     let both = app.list_reply(ALICE, "?limit=0&offset=x").await;
     both.expect_status(422);
     assert_eq!(both.json()["detail"].as_array().map(Vec::len), Some(2));

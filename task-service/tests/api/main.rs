@@ -3,11 +3,13 @@
 
 mod support;
 
+mod caching;
 mod concurrency;
 mod errors;
 mod isolation;
 mod listing;
 mod operations;
+mod search;
 mod startup;
 mod tasks;
 mod trust;

@@ -111,6 +111,7 @@ async fn readiness_fails_and_requests_get_json_errors_when_the_database_is_gone(
             "opaque error: {}",
             list.text
         );
+        assert_eq!(list.header("cache-control"), Some("no-store"));
         let health = send(app.client().get(app.url("/healthz"))).await;
         health.expect_status(200);
     })

@@ -10,6 +10,7 @@ use common::config::{Env, GATEWAY_SIGNING_SECRET};
 use common::headers::{GATEWAY_ASSERTION, USER_ID};
 use reqwest::{Method, RequestBuilder};
 use serde_json::Value;
+use sqlx::{Connection, PgConnection, SqliteConnection};
 use task_service::Config;
 use task_service::config::DATABASE_URL;
 use task_service::testing::{PostgresTestDatabase, TEST_POSTGRES_URL, postgres_admin_url};
@@ -32,7 +33,9 @@ pub enum Backend {
 
 /// Runs each named test once per backend: for `async fn NAME(app: TestApp)` defined beside the
 /// invocation, `backend_tests!(NAME, …)` adds `mod NAME { fn sqlite(); fn postgres(); }`. The
-/// test bodies stay ordinary functions, so rustfmt formats them.
+/// test bodies stay ordinary functions, so rustfmt formats them. `backend_tests!(env = ENV; …)`
+/// starts each app with the extra variables `fn ENV() -> Vec<(&'static str, &'static str)>`
+/// returns.
 macro_rules! backend_tests {
     ($($name:ident),+ $(,)?) => {$(
         mod $name {
@@ -47,6 +50,23 @@ macro_rules! backend_tests {
             }
         }
     )+};
+    (env = $env:ident; $($name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                let env = super::$env();
+                $crate::support::run_on_with($crate::support::Backend::Sqlite, &env, super::$name)
+                    .await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                let env = super::$env();
+                $crate::support::run_on_with($crate::support::Backend::Postgres, &env, super::$name)
+                    .await;
+            }
+        }
+    )+};
 }
 pub(crate) use backend_tests;
 
@@ -57,16 +77,28 @@ where
     F: FnOnce(TestApp) -> Fut,
     Fut: Future<Output = ()>,
 {
+    run_on_with(backend, &[], test).await;
+}
+
+/// [`run_on`], with extra environment variables for the app.
+pub async fn run_on_with<F, Fut>(backend: Backend, extra_env: &[(&str, &str)], test: F)
+where
+    F: FnOnce(TestApp) -> Fut,
+    Fut: Future<Output = ()>,
+{
     if backend == Backend::Postgres && postgres_admin_url().is_none() {
         eprintln!("skipped: {TEST_POSTGRES_URL} not set");
         return;
     }
-    test(TestApp::spawn(backend).await).await;
+    test(TestApp::spawn_with(backend, extra_env).await).await;
 }
 
 /// A running service with its own database, dropped (best effort) with it.
 pub struct TestApp {
     pub address: SocketAddr,
+    pub backend: Backend,
+    /// The database's URL, for tests that look at or fill the database directly.
+    pub database_url: String,
     client: reqwest::Client,
     secret: SigningSecret,
     shutdown: Option<oneshot::Sender<()>>,
@@ -141,7 +173,7 @@ impl TestApp {
             }
         };
         let mut env = vec![
-            (DATABASE_URL.to_owned(), database_url),
+            (DATABASE_URL.to_owned(), database_url.clone()),
             (GATEWAY_SIGNING_SECRET.to_owned(), SECRET.to_owned()),
         ];
         env.extend(
@@ -159,6 +191,8 @@ impl TestApp {
         }));
         let mut app = Self {
             address,
+            backend,
+            database_url,
             client: reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(30))
                 .build()
@@ -201,6 +235,57 @@ impl TestApp {
             panic!("only a PostgreSQL test database can be dropped");
         };
         database.drop_now().await;
+    }
+
+    /// Inserts `count` tasks for `user` straight into the database (far faster than through the
+    /// API): for tests that need a large table.
+    pub async fn seed_tasks(&self, user: &str, count: i32, title: &str, description: &str) {
+        match self.backend {
+            Backend::Sqlite => {
+                let mut db = SqliteConnection::connect(&self.database_url)
+                    .await
+                    .expect("open the SQLite file");
+                sqlx::query(
+                    "with recursive n(i) as (select 1 union all select i + 1 from n where i < $4) \
+                     insert into tasks (user_id, title, description, created_at, updated_at) \
+                     select $1, $2, $3, $5, $5 from n",
+                )
+                .bind(user)
+                .bind(title)
+                .bind(description)
+                .bind(count)
+                .bind("2026-01-01T00:00:00.000000+00:00")
+                .execute(&mut db)
+                .await
+                .expect("seed tasks");
+            }
+            Backend::Postgres => {
+                let mut db = self.postgres().await;
+                sqlx::query(
+                    "insert into tasks (user_id, title, description, created_at, updated_at) \
+                     select $1, $2, $3, now(), now() from generate_series(1, $4)",
+                )
+                .bind(user)
+                .bind(title)
+                .bind(description)
+                .bind(count)
+                .execute(&mut db)
+                .await
+                .expect("seed tasks");
+                sqlx::query("analyze tasks")
+                    .execute(&mut db)
+                    .await
+                    .expect("analyze");
+            }
+        }
+    }
+
+    /// A connection of the test's own to the PostgreSQL test database.
+    pub async fn postgres(&self) -> PgConnection {
+        assert_eq!(self.backend, Backend::Postgres);
+        PgConnection::connect(&self.database_url)
+            .await
+            .expect("connect to the test database")
     }
 
     /// The URL of `path_and_query` on this app.
@@ -339,6 +424,16 @@ pub async fn send(request: RequestBuilder) -> Reply {
         headers,
         text,
     }
+}
+
+/// The latency at `fraction` (0.99 for p99) of a sorted list, by nearest rank; zero when empty.
+/// For the benches, which share this file.
+#[allow(dead_code)]
+pub fn percentile(sorted: &[std::time::Duration], fraction: f64) -> std::time::Duration {
+    let Some(last) = sorted.len().checked_sub(1) else {
+        return std::time::Duration::ZERO;
+    };
+    sorted[(last as f64 * fraction).round() as usize]
 }
 
 /// `{"detail": message}`.

@@ -3,20 +3,24 @@
 //! the attack is on it) on 127.0.0.1:0. One module per thing defended:
 //!
 //! - [`tokens`]: token verification (`alg: none`, signatures, secrets, algorithm confusion,
-//!   header-borne keys and `kid`s, claim types, subjects).
+//!   header-borne keys and `kid`s).
+//! - [`claims`]: the claims of signed tokens (time claim types, subjects, email).
 //! - [`headers`]: the request head (Authorization handling, tokens elsewhere, oversized heads,
 //!   identity spoofing, method and URL overrides).
 //! - [`paths`]: path canonicalisation and route binding.
 //! - [`smuggling`]: message framing between the gateway and the task service.
 //! - [`slow_clients`]: slow and idle connections.
 //! - [`task_service`]: the task service itself (direct requests, cross-user access, mass
-//!   assignment, hostile bodies).
+//!   assignment).
+//! - [`hostile_bodies`]: malformed, nested, oversized and control-character bodies.
 //! - [`rate_limit`]: the per-user rate limit.
 //!
 //! Every test ends with [`crate::support::stack::assert_still_serving`]: an attack that wedges the gateway
 //! fails the test that made it.
 
+mod claims;
 mod headers;
+mod hostile_bodies;
 mod paths;
 mod rate_limit;
 mod slow_clients;

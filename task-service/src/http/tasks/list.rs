@@ -11,19 +11,20 @@ use common::error::ValidationIssue;
 use serde_json::Value;
 use sqlx::{AssertSqlSafe, Database, Encode, Type, query::QueryAs};
 
-use super::input::{DESCRIPTION_MAX_CHARS, Task};
+use super::input::Task;
 use crate::http::AppState;
 use crate::http::auth::User;
 use crate::http::error::ApiError;
 use crate::http::extract::{Problem, one_of, string};
-use crate::http::openapi::{ApiErrors, UserPath};
-use crate::store::run_query;
+use crate::http::openapi::{ApiErrors, ErrorMessage, UserPath};
+use crate::store::{Backend, KEYWORD_INDEX_MIN_CHARS, run_query};
 
 /// The page size when the client gives none, and the largest it may ask for.
 const DEFAULT_LIMIT: i64 = 100;
 const MAX_LIMIT: i64 = 500;
-/// A search keyword longer than any title or description could never match.
-const MAX_KEYWORD_CHARS: usize = DESCRIPTION_MAX_CHARS;
+/// The longest search keyword, in characters. A `like` match costs about the keyword's length
+/// times the text's, so the bound keeps one search's cost small; a title is at most this long.
+const MAX_KEYWORD_CHARS: usize = 200;
 
 /// The list's sort keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,25 +41,41 @@ pub(super) enum SortKey {
 pub(super) struct ListQuery {
     /// `None` for all tasks, else only completed (`true`) or pending (`false`) ones.
     completed: Option<bool>,
-    /// A `like` pattern matching the keyword anywhere, its wildcards escaped.
-    pattern: Option<String>,
+    /// The keyword searched for, trimmed, with its `like` pattern.
+    keyword: Option<Keyword>,
     sort: SortKey,
     descending: bool,
     limit: i64,
     offset: i64,
 }
 
+/// A search keyword: as given (trimmed), and as a `like` pattern matching it anywhere with its
+/// wildcards escaped.
+#[derive(Debug)]
+struct Keyword {
+    text: String,
+    pattern: String,
+}
+
+impl Keyword {
+    /// Whether the backend's trigram index can narrow the search: only keywords of at least
+    /// three characters hold a trigram. Shorter ones scan the user's tasks, as the list does.
+    fn uses_index(&self) -> bool {
+        self.text.chars().count() >= KEYWORD_INDEX_MIN_CHARS
+    }
+}
+
 impl ListQuery {
     /// The `where` clause shared by the count and the page, with its placeholders numbered from
     /// `$1` (the user); returns the clause and the next free placeholder number.
-    fn conditions(&self) -> (String, usize) {
+    fn conditions(&self, backend: Backend) -> (String, usize) {
         let mut conditions = String::from("user_id = $1");
         let mut next = 2;
         if self.completed.is_some() {
             let _ = write!(conditions, " and completed = ${next}");
             next += 1;
         }
-        if self.pattern.is_some() {
+        if let Some(keyword) = &self.keyword {
             // lower() on both sides: case-insensitive on both backends (SQLite folds ASCII
             // only, PostgreSQL all of Unicode).
             let _ = write!(
@@ -67,6 +84,12 @@ impl ListQuery {
                  or lower(description) like lower(${next}) escape '\\')"
             );
             next += 1;
+            // The index finds the candidates; the `like` above decides, so the results are
+            // the same with or without it.
+            if keyword.uses_index() {
+                let _ = write!(conditions, " and {}", backend.keyword_index_condition(next));
+                next += 1;
+            }
         }
         (conditions, next)
     }
@@ -91,6 +114,7 @@ impl ListQuery {
         &self,
         query: QueryAs<'q, DB, O, DB::Arguments>,
         user: &User,
+        backend: Backend,
     ) -> QueryAs<'q, DB, O, DB::Arguments>
     where
         String: Encode<'q, DB> + Type<DB>,
@@ -100,8 +124,11 @@ impl ListQuery {
         if let Some(completed) = self.completed {
             query = query.bind(completed);
         }
-        if let Some(pattern) = &self.pattern {
-            query = query.bind(pattern.clone());
+        if let Some(keyword) = &self.keyword {
+            query = query.bind(keyword.pattern.clone());
+            if keyword.uses_index() {
+                query = query.bind(backend.keyword_index_key(&keyword.text, &keyword.pattern));
+            }
         }
         query
     }
@@ -144,7 +171,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ListQuery {
         let descending = query_param(&pairs, &["order"], &mut issues, &|value| {
             one_of(value, &[("asc", false), ("desc", true)])
         });
-        let pattern = query_param(&pairs, &["q"], &mut issues, &keyword_pattern);
+        let keyword = query_param(&pairs, &["q"], &mut issues, &keyword);
         let limit = query_param(&pairs, &["limit"], &mut issues, &|value| {
             bounded_int(value, 1, MAX_LIMIT)
         });
@@ -157,7 +184,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ListQuery {
         let sort = sort.unwrap_or(SortKey::Created);
         Ok(Self {
             completed: completed.flatten(),
-            pattern: pattern.flatten(),
+            keyword: keyword.flatten(),
             sort,
             // Without an explicit order: newest first for times, high before low for
             // priority, A to Z for titles and soonest first for due dates.
@@ -189,10 +216,13 @@ fn query_param<T>(
         .ok()
 }
 
-/// `q`: a `like` pattern matching the trimmed keyword anywhere; `None` for a blank keyword.
-fn keyword_pattern(keyword: &str) -> Result<Option<String>, Problem> {
-    let keyword = string(0, MAX_KEYWORD_CHARS, true)(&Value::from(keyword))?;
-    Ok((!keyword.is_empty()).then(|| format!("%{}%", escape_like(&keyword))))
+/// `q`, trimmed, at most [`MAX_KEYWORD_CHARS`]; `None` for a blank keyword.
+fn keyword(keyword: &str) -> Result<Option<Keyword>, Problem> {
+    let text = string(0, MAX_KEYWORD_CHARS, true)(&Value::from(keyword))?;
+    Ok((!text.is_empty()).then(|| Keyword {
+        pattern: format!("%{}%", escape_like(&text)),
+        text,
+    }))
 }
 
 /// An integer within `min..=max`, with pydantic's messages.
@@ -234,7 +264,8 @@ fn escape_like(keyword: &str) -> String {
 ///
 /// Filtered by `status` (or `status_filter`) and keyword `q` (case-insensitive, in the title or
 /// the description), sorted, and paged; `X-Total-Count` gives the number of matching tasks
-/// before paging.
+/// before paging. A user runs at most two searches at once; further ones wait up to five
+/// seconds for a turn, then get a 429.
 #[utoipa::path(
     get,
     path = "/api/{user_id}/tasks",
@@ -244,13 +275,14 @@ fn escape_like(keyword: &str) -> String {
         ("status" = Option<String>, Query, description = "`all` (default), `pending` or `completed`; `status_filter` is accepted too"),
         ("sort" = Option<String>, Query, description = "`created` (default), `updated`, `title`, `due_date` or `priority`"),
         ("order" = Option<String>, Query, description = "`asc` or `desc`; default `desc` for `created`, `updated` and `priority`, else `asc`"),
-        ("q" = Option<String>, Query, description = "Keyword searched in title and description, case-insensitively"),
+        ("q" = Option<String>, Query, max_length = 200, description = "Keyword searched in title and description, case-insensitively; at most 200 characters"),
         ("limit" = Option<i64>, Query, minimum = 1, maximum = 500, description = "Page size, default 100"),
         ("offset" = Option<i64>, Query, minimum = 0, description = "Tasks to skip, default 0"),
     ),
     responses(
         (status = 200, description = "The matching tasks", body = [Task],
             headers(("X-Total-Count" = i64, description = "Matching tasks before paging"))),
+        (status = 429, description = "The user already runs two searches", body = ErrorMessage),
         ApiErrors,
     )
 )]
@@ -259,7 +291,20 @@ pub(super) async fn list_tasks(
     State(state): State<AppState>,
     query: ListQuery,
 ) -> Result<impl IntoResponse, ApiError> {
-    let (conditions, next) = query.conditions();
+    // A search waits for one of its user's few slots, so that one user's searches cannot take
+    // every connection; the slot is held until the reply is built.
+    let _slot = match &query.keyword {
+        Some(_) => Some(
+            state
+                .searches()
+                .acquire(user.id())
+                .await
+                .ok_or(ApiError::TooManySearches)?,
+        ),
+        None => None,
+    };
+    let backend = state.store().backend();
+    let (conditions, next) = query.conditions(backend);
     let count_sql = format!("select count(*) from tasks where {conditions}");
     let page_sql = format!(
         "select * from tasks where {conditions} order by {} limit ${next} offset ${}",
@@ -267,16 +312,18 @@ pub(super) async fn list_tasks(
         next + 1
     );
     // Both statements are assembled from fixed fragments only; every value is a bound parameter.
-    let (total, tasks) = run_query!(state.store(), "list_tasks", |pool| async {
+    let (total, tasks) = run_query!(state.store(), "list_tasks", |connection| async {
+        let count = sqlx::query_as::<_, (i64,)>(AssertSqlSafe(count_sql));
         let (total,) = query
-            .bind_conditions(sqlx::query_as::<_, (i64,)>(AssertSqlSafe(count_sql)), &user)
-            .fetch_one(pool)
+            .bind_conditions(count, &user, backend)
+            .fetch_one(&mut *connection)
             .await?;
+        let page = sqlx::query_as::<_, Task>(AssertSqlSafe(page_sql));
         let tasks = query
-            .bind_conditions(sqlx::query_as::<_, Task>(AssertSqlSafe(page_sql)), &user)
+            .bind_conditions(page, &user, backend)
             .bind(query.limit)
             .bind(query.offset)
-            .fetch_all(pool)
+            .fetch_all(&mut *connection)
             .await?;
         Ok::<_, sqlx::Error>((total, tasks))
     }

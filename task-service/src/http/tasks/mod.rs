@@ -8,6 +8,9 @@
 
 mod input;
 mod list;
+mod search_slots;
+
+pub use self::search_slots::SearchSlots;
 
 use axum::Json;
 use axum::extract::{OriginalUri, State};
@@ -51,7 +54,7 @@ async fn create_task(
     OriginalUri(uri): OriginalUri,
     JsonBody(new): JsonBody<NewTask>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let task = run_query!(state.store(), "create_task", |pool| {
+    let task = run_query!(state.store(), "create_task", |connection| {
         sqlx::query_as::<_, Task>(
             "insert into tasks \
                  (user_id, title, description, completed, priority, due_date, created_at, updated_at) \
@@ -64,7 +67,7 @@ async fn create_task(
         .bind(new.priority.as_str())
         .bind(new.due_date)
         .bind(now())
-        .fetch_one(pool)
+        .fetch_one(connection)
         .await
     })?;
     // The path as received (with the user id as the client encoded it) plus the new id.
@@ -89,11 +92,11 @@ async fn get_task(
     State(state): State<AppState>,
     TaskId(id): TaskId,
 ) -> Result<Json<Task>, ApiError> {
-    let task = run_query!(state.store(), "get_task", |pool| {
+    let task = run_query!(state.store(), "get_task", |connection| {
         sqlx::query_as::<_, Task>("select * from tasks where id = $1 and user_id = $2")
             .bind(id)
             .bind(user.id())
-            .fetch_optional(pool)
+            .fetch_optional(connection)
             .await
     })?;
     found(task)
@@ -116,7 +119,7 @@ async fn update_task(
 ) -> Result<Json<Task>, ApiError> {
     // One statement, so concurrent partial updates of different fields never undo each other:
     // an absent field keeps the stored value.
-    let task = run_query!(state.store(), "update_task", |pool| {
+    let task = run_query!(state.store(), "update_task", |connection| {
         sqlx::query_as::<_, Task>(
             "update tasks set \
                  title = coalesce($3, title), \
@@ -138,7 +141,7 @@ async fn update_task(
         .bind(changes.due_date.is_some())
         .bind(changes.due_date.flatten())
         .bind(now())
-        .fetch_optional(pool)
+        .fetch_optional(connection)
         .await
     })?;
     found(task)
@@ -157,11 +160,11 @@ async fn delete_task(
     State(state): State<AppState>,
     TaskId(id): TaskId,
 ) -> Result<StatusCode, ApiError> {
-    let deleted = run_query!(state.store(), "delete_task", |pool| {
+    let deleted = run_query!(state.store(), "delete_task", |connection| {
         sqlx::query("delete from tasks where id = $1 and user_id = $2")
             .bind(id)
             .bind(user.id())
-            .execute(pool)
+            .execute(connection)
             .await
             .map(|done| done.rows_affected())
     })?;
@@ -187,7 +190,7 @@ async fn set_completion(
     TaskId(id): TaskId,
     JsonBody(change): JsonBody<CompletionChange>,
 ) -> Result<Json<Task>, ApiError> {
-    let task = run_query!(state.store(), "set_completion", |pool| {
+    let task = run_query!(state.store(), "set_completion", |connection| {
         sqlx::query_as::<_, Task>(
             "update tasks set completed = coalesce($3, not completed), updated_at = $4 \
              where id = $1 and user_id = $2 \
@@ -197,7 +200,7 @@ async fn set_completion(
         .bind(user.id())
         .bind(change.completed)
         .bind(now())
-        .fetch_optional(pool)
+        .fetch_optional(connection)
         .await
     })?;
     found(task)
