@@ -37,6 +37,31 @@ ensure_prometheus() {
     apt_install --no-install-recommends prometheus || echo "could not install prometheus; the operations test will be skipped" >&2
 }
 
+# Installs Debian's redis-server (the revocation tests start their own on a free loopback port)
+# when it is missing. Best effort: without it those tests say they were skipped, except in CI
+# where they fail. The package's own service is not needed: the tests run the binary directly.
+ensure_redis_server() {
+    command -v redis-server >/dev/null 2>&1 && return 0
+    echo "redis-server is missing (the revocation tests run a real one); installing it" >&2
+    apt_install --no-install-recommends redis-server || echo "could not install redis-server; the Redis revocation tests will be skipped" >&2
+}
+
+# Installs the Better Auth harness of the revocation test (gateway/tests/better-auth) from its
+# lock file (npm ci, again whenever package-lock.json changed) when npm is present.
+ensure_better_auth_harness() {
+    local harness=gateway/tests/better-auth
+    if ! command -v npm >/dev/null 2>&1; then
+        echo "npm is missing; the Better Auth sign-out test will be skipped" >&2
+        return 0
+    fi
+    local stamp="$harness/node_modules/.installed-lock.sha256"
+    local lock_sum
+    lock_sum=$(sha256sum "$harness/package-lock.json" | cut -d' ' -f1)
+    [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$lock_sum" ] && return 0
+    (cd "$harness" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) || return 1
+    echo "$lock_sum" >"$stamp"
+}
+
 # The example frontend (examples/nextjs) needs Node.js 20.9 or newer with npm.
 ensure_node() {
     if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then

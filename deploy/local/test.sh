@@ -9,6 +9,8 @@ cd "$(dirname "$0")/../.."
 source deploy/local/prerequisites.sh
 ensure_build_tools
 ensure_prometheus
+ensure_redis_server
+ensure_better_auth_harness
 
 default_pg="postgres://postgres@127.0.0.1:5432/postgres"
 pg_url="${TEST_POSTGRES_URL:-$default_pg}"

@@ -1,5 +1,7 @@
-//! The admin listener: `/metrics` (Prometheus text), `/healthz` (the process is up) and
-//! `/readyz` (keys loaded when a JWKS is configured, and at least one healthy replica).
+//! The admin listener: `/metrics` (Prometheus text), `/healthz` (the process is up),
+//! `/readyz` (keys loaded when a JWKS is configured, the revocation set loaded, and at least one
+//! healthy replica), and behind `GATEWAY_ADMIN_TOKEN` `POST /explain` ([`crate::explain`]) and
+//! the revocation endpoints of [`crate::revocation::api`].
 //! It is meant for the internal network only and carries no user data.
 
 use std::sync::Arc;
@@ -13,6 +15,8 @@ use pingora::protocols::http::ServerSession;
 use crate::admin_auth::is_admin;
 use crate::explain::{self, ExplainRequest, Explainer};
 use crate::metrics::Metrics;
+use crate::revocation::Revocations;
+use crate::revocation::api::{MAX_BODY_BYTES as REVOCATION_MAX_BODY_BYTES, RevocationApi};
 use crate::token::jwks::JwksStore;
 use crate::upstream::Upstreams;
 
@@ -21,6 +25,7 @@ use crate::upstream::Upstreams;
 pub struct Readiness {
     pub(crate) jwks: Option<Arc<JwksStore>>,
     pub(crate) upstreams: Arc<Upstreams>,
+    pub(crate) revocations: Arc<Revocations>,
     pub(crate) metrics: Arc<Metrics>,
 }
 
@@ -33,6 +38,9 @@ impl Readiness {
             .set(i64::try_from(healthy).unwrap_or(i64::MAX));
         if self.jwks.as_ref().is_some_and(|jwks| !jwks.is_loaded()) {
             return Err("JWKS not loaded yet");
+        }
+        if !self.revocations.is_loaded() {
+            return Err("revocation set not loaded yet");
         }
         if self.upstreams.known_count() == 0 {
             return Err("no task-service replica discovered yet");
@@ -48,11 +56,15 @@ impl Readiness {
 pub struct AdminApp {
     pub(crate) readiness: Readiness,
     pub(crate) metrics: Arc<Metrics>,
-    /// `POST /explain`, present when `GATEWAY_ADMIN_TOKEN` is set.
-    pub(crate) explain: Option<(secrecy::SecretString, Explainer)>,
+    /// `GATEWAY_ADMIN_TOKEN`: guards `POST /explain` and the revocation endpoints, which answer
+    /// 404 when it is unset.
+    pub(crate) admin_token: Option<secrecy::SecretString>,
+    pub(crate) explainer: Explainer,
+    pub(crate) revocations: RevocationApi,
 }
 
-fn json(status: StatusCode, body: Vec<u8>) -> Response<Vec<u8>> {
+/// A JSON reply that is never cached.
+pub(crate) fn json(status: StatusCode, body: Vec<u8>) -> Response<Vec<u8>> {
     let mut response = Response::new(body);
     *response.status_mut() = status;
     let headers = response.headers_mut();
@@ -67,7 +79,8 @@ fn json(status: StatusCode, body: Vec<u8>) -> Response<Vec<u8>> {
     response
 }
 
-fn error(status: StatusCode, detail: &str) -> Response<Vec<u8>> {
+/// A FastAPI-shaped `{"detail": …}` reply.
+pub(crate) fn error(status: StatusCode, detail: &str) -> Response<Vec<u8>> {
     json(status, ErrorResponse::new(status, detail).body())
 }
 
@@ -99,21 +112,26 @@ impl AdminApp {
 }
 
 impl AdminApp {
-    /// `POST /explain`: 404 when the admin API is off, 401 without the admin token.
-    async fn explain(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
-        let Some((token, explainer)) = &self.explain else {
-            return error(StatusCode::NOT_FOUND, "Not Found");
+    /// The refusal of an admin request without the admin token (404 when the admin API is off),
+    /// or `None` when it carries it. Checked before the body is read.
+    fn admin_refusal(&self, request: &pingora::http::RequestHeader) -> Option<Response<Vec<u8>>> {
+        let Some(token) = &self.admin_token else {
+            return Some(error(StatusCode::NOT_FOUND, "Not Found"));
         };
-        let request = session.req_header();
-        if !is_admin(&request.headers, token) {
-            let mut response = error(StatusCode::UNAUTHORIZED, "Not authenticated");
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                http::HeaderValue::from_static("Bearer"),
-            );
-            return response;
+        if is_admin(&request.headers, token) {
+            return None;
         }
-        if request.method != http::Method::POST {
+        let mut response = error(StatusCode::UNAUTHORIZED, "Not authenticated");
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            http::HeaderValue::from_static("Bearer"),
+        );
+        Some(response)
+    }
+
+    /// `POST /explain`, once the admin token is checked.
+    async fn explain(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        if session.req_header().method != http::Method::POST {
             let mut response = error(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
             response
                 .headers_mut()
@@ -122,10 +140,10 @@ impl AdminApp {
         }
         let body = match read_body(session, explain::MAX_BODY_BYTES).await {
             Ok(body) => body,
-            Err(status) => return error(status, status.canonical_reason().unwrap_or_default()),
+            Err(refusal) => return refusal,
         };
         let explained = match ExplainRequest::parse(&body) {
-            Ok(request) => explainer.explain(&request).await,
+            Ok(request) => self.explainer.explain(&request).await,
             Err(refusal) => Err(refusal),
         };
         match explained {
@@ -133,21 +151,40 @@ impl AdminApp {
             Err(refusal) => json(refusal.status, refusal.body()),
         }
     }
+
+    /// A revocation endpoint, once the admin token is checked.
+    async fn revocation_response(
+        &self,
+        session: &mut ServerSession,
+        method: &http::Method,
+        path: &str,
+    ) -> Response<Vec<u8>> {
+        match read_body(session, REVOCATION_MAX_BODY_BYTES).await {
+            Ok(body) => self.revocations.respond(method, path, &body).await,
+            Err(refusal) => refusal,
+        }
+    }
 }
 
 /// The request body, at most `limit` bytes (413 beyond; 400 when the client breaks off).
-async fn read_body(session: &mut ServerSession, limit: usize) -> Result<Vec<u8>, StatusCode> {
+async fn read_body(
+    session: &mut ServerSession,
+    limit: usize,
+) -> Result<Vec<u8>, Response<Vec<u8>>> {
     let mut body = Vec::new();
     loop {
         match session.read_request_body().await {
-            Ok(Some(chunk)) => {
-                if body.len() + chunk.len() > limit {
-                    return Err(StatusCode::PAYLOAD_TOO_LARGE);
-                }
+            Ok(Some(chunk)) if body.len() + chunk.len() <= limit => {
                 body.extend_from_slice(&chunk);
             }
+            Ok(Some(_)) => {
+                return Err(error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "Request body too large",
+                ));
+            }
             Ok(None) => return Ok(body),
-            Err(_) => return Err(StatusCode::BAD_REQUEST),
+            Err(_) => return Err(error(StatusCode::BAD_REQUEST, "Unreadable request body")),
         }
     }
 }
@@ -156,10 +193,13 @@ async fn read_body(session: &mut ServerSession, limit: usize) -> Result<Vec<u8>,
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let request = session.req_header();
-        let mut response = if request.uri.path() == "/explain" {
-            self.explain(session).await
-        } else {
-            self.respond(&request.method, request.uri.path())
+        let (method, path) = (request.method.clone(), request.uri.path().to_owned());
+        let admin = path == "/explain" || RevocationApi::serves(&path);
+        let mut response = match admin.then(|| self.admin_refusal(request)) {
+            Some(Some(refusal)) => refusal,
+            Some(None) if path == "/explain" => self.explain(session).await,
+            Some(None) => self.revocation_response(session, &method, &path).await,
+            None => self.respond(&method, &path),
         };
         let length = response.body().len();
         response

@@ -30,6 +30,8 @@ use crate::explain::Explainer;
 use crate::metrics::Metrics;
 use crate::proxy::GatewayProxy;
 use crate::rate_limit::UserRateLimit;
+use crate::revocation::api::RevocationApi;
+use crate::revocation::{LoadError, RevocationSync, Revocations};
 use crate::tls::{CertificateError, CertificateStore, TlsReloader};
 use crate::token::Verifier;
 use crate::token::cache::TokenCache;
@@ -52,6 +54,8 @@ pub enum StartError {
     Pingora(#[from] Box<pingora::Error>),
     #[error("{0}")]
     Tls(#[from] CertificateError),
+    #[error("{0}")]
+    Revocations(#[from] LoadError),
 }
 
 /// Every part of a running gateway, built once from the configuration.
@@ -60,6 +64,7 @@ pub struct Gateway {
     admin: AdminApp,
     upstreams: Arc<Upstreams>,
     jwks_refresher: Option<JwksRefresher>,
+    revocations: Arc<Revocations>,
     metrics: Arc<Metrics>,
     /// The public listener's certificate, when TLS is configured.
     tls: Option<Arc<CertificateStore>>,
@@ -107,14 +112,13 @@ impl Gateway {
             Arc::clone(&metrics),
         ));
         let upstreams = Arc::new(Upstreams::new(&config.upstream)?);
+        let revocations = Arc::new(Revocations::open(&config.revocation, Arc::clone(&metrics))?);
         let rate_limit = UserRateLimit::new(config.rate_limit_per_user_per_second).map(Arc::new);
-        let explain = config.admin_token.clone().map(|token| {
-            let explainer = Explainer {
-                verifier: Arc::clone(&verifier),
-                rate_limit: rate_limit.clone(),
-            };
-            (token, explainer)
-        });
+        let explainer = Explainer {
+            verifier: Arc::clone(&verifier),
+            rate_limit: rate_limit.clone(),
+            revocations: Arc::clone(&revocations),
+        };
         let proxy = GatewayProxy {
             verifier,
             upstreams: Arc::clone(&upstreams),
@@ -122,21 +126,26 @@ impl Gateway {
             signing_secret: config.signing_secret.clone(),
             metrics: Arc::clone(&metrics),
             rate_limit,
+            revocations: Arc::clone(&revocations),
         };
         let admin = AdminApp {
             readiness: Readiness {
                 jwks,
                 upstreams: Arc::clone(&upstreams),
+                revocations: Arc::clone(&revocations),
                 metrics: Arc::clone(&metrics),
             },
             metrics: Arc::clone(&metrics),
-            explain,
+            admin_token: config.admin_token.clone(),
+            explainer,
+            revocations: RevocationApi::new(Arc::clone(&revocations)),
         };
         Ok(Self {
             proxy,
             admin,
             upstreams,
             jwks_refresher,
+            revocations,
             metrics,
             tls,
         })
@@ -203,6 +212,10 @@ impl Gateway {
                 Arc::new(refresher),
             ));
         }
+        server.add_service(GenBackgroundService::new(
+            "revocation store".to_owned(),
+            Arc::new(RevocationSync(self.revocations)),
+        ));
         server.add_service(proxy);
         server.add_service(admin);
         tracing::info!(
@@ -249,6 +262,7 @@ impl Gateway {
             let refresher_stop = stopped.clone();
             tasks.spawn(async move { refresher.start(refresher_stop).await });
         }
+        tasks.spawn(Arc::clone(&self.revocations).run(stopped.clone()));
         shutdown.await;
         // Receivers may all be gone already; then there is nothing left to stop.
         let _ = stop.send(true);

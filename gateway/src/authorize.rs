@@ -1,10 +1,11 @@
 //! The access decision over a request head, in the contract's order: CORS preflight, canonical
-//! path (400), route (404/405), bearer token (401), the per-user rate limit (429, see
-//! [`crate::rate_limit`]), then the path's `{user_id}` against the token's subject (403).
+//! path (400), route (404/405), bearer token (401), its revocation (401, see
+//! [`crate::revocation`]), the per-user rate limit (429, see [`crate::rate_limit`]), then the
+//! path's `{user_id}` against the token's subject (403).
 //!
 //! [`authorize`] is the whole decision and the only place it is made. It reads nothing but the
-//! request head and the answers of the two stateful parts it is handed, the token verifier and
-//! the rate limit, so it is tested here without a server. Each refusal is a [`Denial`], which
+//! request head and the answers of the stateful parts it is handed, the token verifier, the
+//! revocation set and the rate limit, so it is tested here without a server. Each refusal is a [`Denial`], which
 //! knows its status, its JSON body, its metrics label and the `WWW-Authenticate` challenge that
 //! goes with it. A new access check belongs in [`authorize`], as one more step in this order,
 //! with its own [`Denial`] variant.
@@ -41,6 +42,8 @@ pub enum Denial {
     MalformedAuthorization,
     /// 401: the token itself was refused.
     Token(TokenError),
+    /// 401: a valid token whose session, id or user was revoked (sign-out).
+    Revoked,
     /// 403: a valid token for another user than the path's.
     UserMismatch,
     /// 403: a CORS preflight from an origin that is not allowed.
@@ -67,6 +70,7 @@ impl Denial {
             Self::Token(TokenError::WrongIssuer) => "wrong_issuer",
             Self::Token(TokenError::WrongAudience) => "wrong_audience",
             Self::Token(TokenError::MissingSubject) => "missing_subject",
+            Self::Revoked => "revoked",
             Self::UserMismatch => "user_mismatch",
             Self::OriginNotAllowed => "origin_not_allowed",
             Self::RateLimited => "rate_limited",
@@ -82,7 +86,8 @@ impl Denial {
             Self::MissingToken
             | Self::TokenTooLarge
             | Self::MalformedAuthorization
-            | Self::Token(_) => StatusCode::UNAUTHORIZED,
+            | Self::Token(_)
+            | Self::Revoked => StatusCode::UNAUTHORIZED,
             Self::UserMismatch | Self::OriginNotAllowed => StatusCode::FORBIDDEN,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         }
@@ -99,6 +104,7 @@ impl Denial {
             Self::TokenTooLarge | Self::MalformedAuthorization | Self::Token(_) => {
                 "Could not validate credentials"
             }
+            Self::Revoked => "Token has been revoked",
             Self::UserMismatch => common::error::USER_MISMATCH,
             Self::OriginNotAllowed => "Origin not allowed",
             Self::RateLimited => "Too many requests",
@@ -114,6 +120,7 @@ impl Denial {
             Self::TokenTooLarge | Self::MalformedAuthorization | Self::Token(_) => {
                 Some("Bearer error=\"invalid_token\"")
             }
+            Self::Revoked => Some("Bearer error=\"invalid_token\", error_description=\"revoked\""),
             _ => None,
         }
     }
@@ -171,13 +178,14 @@ impl Decision {
 
 /// Decides what happens to `request`. `origin_allowed` is the CORS policy's answer for its
 /// `Origin`; `verify` is the token verifier, called only once the path and route are sound;
-/// `admit` is the per-user rate limit, asked only for a verified principal, before the path
+/// `revoked` is the revocation check of every verified principal, cached or not; `admit` is the per-user rate limit, asked only for a verified principal, before the path
 /// binding, so every request a user authenticates counts against their own budget, whichever
 /// path it names.
 pub async fn authorize<'a, Verify, Verified>(
     request: &'a RequestHeader,
     origin_allowed: bool,
     verify: Verify,
+    revoked: impl FnOnce(&Principal) -> bool,
     admit: impl FnOnce(&Principal) -> bool,
 ) -> Decision
 where
@@ -207,6 +215,9 @@ where
         Ok(principal) => principal,
         Err(error) => return deny(name, Denial::Token(error)),
     };
+    if revoked(&principal) {
+        return deny(name, Denial::Revoked);
+    }
     if !admit(&principal) {
         return deny(name, Denial::RateLimited);
     }
@@ -287,6 +298,9 @@ mod tests {
         Arc::new(Principal {
             sub: "alice".to_owned(),
             email: None,
+            sid: None,
+            jti: None,
+            iat: None,
         })
     }
 
@@ -313,7 +327,31 @@ mod tests {
                 Err(TokenError::BadSignature)
             })
         };
-        authorize(request, origin_allowed, verify, |_| admit).await
+        authorize(request, origin_allowed, verify, |_| false, |_| admit).await
+    }
+
+    #[tokio::test]
+    async fn a_revoked_token_is_refused_before_the_rate_limit_counts_it() {
+        let request = head(
+            "GET",
+            b"/api/alice/tasks",
+            &[("authorization", "Bearer good")],
+        );
+        let decision = authorize(
+            &request,
+            false,
+            |_| ready(Ok(alice())),
+            |principal| principal.sub == "alice",
+            |_| panic!("a revoked token is not counted against the rate limit"),
+        )
+        .await;
+        assert_eq!(
+            decision,
+            Decision::Deny {
+                route: Some(RouteName::ListTasks),
+                denial: Denial::Revoked
+            }
+        );
     }
 
     #[tokio::test]
@@ -445,6 +483,9 @@ mod tests {
         let principal = |sub: &str| Principal {
             sub: sub.to_owned(),
             email: None,
+            sid: None,
+            jti: None,
+            iat: None,
         };
         assert_eq!(bind(&route, &principal("alice")), Ok(()));
         assert_eq!(bind(&route, &principal("bob")), Err(Denial::UserMismatch));
@@ -474,6 +515,11 @@ mod tests {
         assert_eq!(
             Denial::Token(TokenError::Expired).www_authenticate(),
             Some("Bearer error=\"invalid_token\"")
+        );
+        assert_eq!(Denial::Revoked.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            Denial::Revoked.www_authenticate(),
+            Some("Bearer error=\"invalid_token\", error_description=\"revoked\"")
         );
         assert_eq!(Denial::UserMismatch.status(), StatusCode::FORBIDDEN);
         assert_eq!(Denial::UserMismatch.www_authenticate(), None);

@@ -12,6 +12,8 @@ use common::config::{ConfigError, Env, signing_secret};
 use reqwest::Url;
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::revocation::RevocationConfig;
+
 // The name of each variable the gateway reads, once; the shared signing secret's names are in
 // `common::config`, the logging ones in `common::telemetry`.
 /// The public listener.
@@ -62,8 +64,15 @@ pub const GATEWAY_TLS_CERT: &str = "GATEWAY_TLS_CERT";
 pub const GATEWAY_TLS_KEY: &str = "GATEWAY_TLS_KEY";
 /// How often the certificate files are checked for a change.
 pub const GATEWAY_TLS_RELOAD_MS: &str = "GATEWAY_TLS_RELOAD_MS";
-/// The bearer token of the admin API (`POST /explain`); unset turns the admin API off.
+/// The bearer token of the admin API (`POST /explain`, the revocation endpoints); unset turns
+/// the admin API off.
 pub const GATEWAY_ADMIN_TOKEN: &str = "GATEWAY_ADMIN_TOKEN";
+/// The default lifetime of a revocation, in seconds.
+pub const REVOCATION_TTL_SECONDS: &str = "REVOCATION_TTL_SECONDS";
+/// Where a single gateway keeps its revocations.
+pub const REVOCATION_FILE: &str = "REVOCATION_FILE";
+/// The Redis shared by every replica for revocations.
+pub const REVOCATION_REDIS_URL: &str = "REVOCATION_REDIS_URL";
 
 /// The shortest `BETTER_AUTH_SECRET` accepted, in bytes.
 pub const MIN_HMAC_SECRET_BYTES: usize = 32;
@@ -92,6 +101,8 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     /// The admin API's bearer token (`GATEWAY_ADMIN_TOKEN`); the admin API is off when unset.
     pub admin_token: Option<SecretString>,
+    /// Sign-out: the entries' lifetime and the store.
+    pub revocation: RevocationConfig,
 }
 
 /// The public listener's certificate and key files, re-read when they change.
@@ -224,6 +235,7 @@ impl Config {
             )?,
             tls: tls_config(env)?,
             admin_token: admin_token(env)?,
+            revocation: RevocationConfig::from_env(env)?,
         })
     }
 }
@@ -253,20 +265,7 @@ fn tls_config(env: &Env) -> Result<Option<TlsConfig>, ConfigError> {
 pub const MIN_ADMIN_TOKEN_BYTES: usize = 32;
 
 fn admin_token(env: &Env) -> Result<Option<SecretString>, ConfigError> {
-    env.get(GATEWAY_ADMIN_TOKEN)?
-        .map(|token| {
-            if token.len() < MIN_ADMIN_TOKEN_BYTES {
-                return Err(ConfigError::new(
-                    GATEWAY_ADMIN_TOKEN,
-                    format!(
-                        "must be at least {MIN_ADMIN_TOKEN_BYTES} bytes long (got {})",
-                        token.len()
-                    ),
-                ));
-            }
-            Ok(SecretString::from(token.to_owned()))
-        })
-        .transpose()
+    secret(env, GATEWAY_ADMIN_TOKEN, MIN_ADMIN_TOKEN_BYTES)
 }
 
 impl TokenConfig {
@@ -278,25 +277,12 @@ impl TokenConfig {
             .transpose()?;
         let issuer = env.get(JWT_ISSUER)?.map(str::to_owned);
         let audience = env.get(JWT_AUDIENCE)?.map(str::to_owned);
-        let hmac = env
-            .get(BETTER_AUTH_SECRET)?
-            .map(|secret| {
-                if secret.len() < MIN_HMAC_SECRET_BYTES {
-                    return Err(ConfigError::new(
-                        BETTER_AUTH_SECRET,
-                        format!(
-                            "must be at least {MIN_HMAC_SECRET_BYTES} bytes long (got {})",
-                            secret.len()
-                        ),
-                    ));
-                }
-                Ok(HmacConfig {
-                    secret: SecretString::from(secret.to_owned()),
-                    issuer: issuer.clone(),
-                    audience: audience.clone(),
-                })
-            })
-            .transpose()?;
+        let hmac =
+            secret(env, BETTER_AUTH_SECRET, MIN_HMAC_SECRET_BYTES)?.map(|secret| HmacConfig {
+                secret,
+                issuer: issuer.clone(),
+                audience: audience.clone(),
+            });
         let jwks = jwks_config(env, base_url.as_ref(), issuer, audience)?;
         if hmac.is_none() && jwks.is_none() {
             return Err(ConfigError::new(
@@ -443,8 +429,30 @@ fn cors_origins(env: &Env) -> Result<Vec<String>, ConfigError> {
         .collect()
 }
 
+/// A secret of at least `min_bytes` bytes, when `variable` is set.
+pub(crate) fn secret(
+    env: &Env,
+    variable: &str,
+    min_bytes: usize,
+) -> Result<Option<SecretString>, ConfigError> {
+    env.get(variable)?
+        .map(|secret| {
+            if secret.len() < min_bytes {
+                return Err(ConfigError::new(
+                    variable,
+                    format!(
+                        "must be at least {min_bytes} bytes long (got {})",
+                        secret.len()
+                    ),
+                ));
+            }
+            Ok(SecretString::from(secret.to_owned()))
+        })
+        .transpose()
+}
+
 /// A whole number within `range`, or `default` when unset.
-fn bounded(
+pub(crate) fn bounded(
     env: &Env,
     variable: &str,
     default: u64,

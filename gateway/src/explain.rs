@@ -24,6 +24,7 @@ use tokio::sync::Mutex;
 
 use crate::authorize::{Decision, Denial, authorize, bearer_token};
 use crate::rate_limit::UserRateLimit;
+use crate::revocation::Revocations;
 use crate::token::trace::STEPS;
 use crate::token::{Outcome, Step, Trace, Verifier};
 
@@ -36,6 +37,8 @@ const PATH: &str = "path";
 const ROUTE: &str = "route";
 /// Exactly one `Authorization: Bearer <token>`.
 const AUTHORIZATION: &str = "authorization";
+/// The token's session, id and issue time are not revoked.
+const REVOCATION: &str = "revocation";
 /// The per-user rate limit.
 const RATE_LIMIT: &str = "rate_limit";
 /// The path's `{user_id}` is the token's `sub`.
@@ -45,6 +48,7 @@ const USER_BINDING: &str = "user_binding";
 pub struct Explainer {
     pub(crate) verifier: Arc<Verifier>,
     pub(crate) rate_limit: Option<Arc<UserRateLimit>>,
+    pub(crate) revocations: Arc<Revocations>,
 }
 
 /// The answer.
@@ -163,6 +167,7 @@ impl Explainer {
                     .await
                     .map(|(principal, _exp)| Arc::new(principal))
             },
+            |principal| self.revocations.is_revoked(principal),
             |principal| {
                 self.rate_limit
                     .as_ref()
@@ -217,6 +222,14 @@ impl Explainer {
         }
         for step in token_steps {
             checks.push(step);
+        }
+        match denial {
+            Some(Denial::Revoked) => checks.fail(
+                REVOCATION,
+                "the token's session, id or issue time is revoked at this gateway",
+            ),
+            _ if checks.all_passed() => checks.pass(REVOCATION, "not revoked"),
+            _ => {}
         }
         match (denial, &self.rate_limit) {
             (Some(Denial::RateLimited), _) => checks.fail(
@@ -278,7 +291,7 @@ fn all_checks() -> impl Iterator<Item = &'static str> {
     [PATH, ROUTE, AUTHORIZATION]
         .into_iter()
         .chain(STEPS)
-        .chain([RATE_LIMIT, USER_BINDING])
+        .chain([REVOCATION, RATE_LIMIT, USER_BINDING])
 }
 
 #[derive(Default)]

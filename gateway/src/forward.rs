@@ -102,6 +102,9 @@ mod tests {
         let principal = Principal {
             sub: "alice".to_owned(),
             email: email.map(str::to_owned),
+            sid: None,
+            jti: None,
+            iat: None,
         };
         let secret = secret();
         let forwarded = Forwarded {

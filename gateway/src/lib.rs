@@ -9,14 +9,15 @@
 //! - [`token`]: token verification, the JWKS store and the verified-token cache.
 //! - [`authorize`]: the access decision and its [`authorize::Denial`]s.
 //! - [`rate_limit`]: the per-user request budget, keyed by the verified subject.
+//! - [`revocation`]: revoked sessions, tokens and users (sign-out), their store and admin API.
 //! - [`cors`]: browser access.
 //! - [`proxy`]: the `ProxyHttp` implementation, one method per pingora phase.
 //! - [`forward`]: the request head the task service receives (identity, request id, assertion).
 //! - [`failure`]: how upstream failures are answered (JSON 502/503/504).
 //! - [`tls`]: the public listener's certificate, reloaded when its files change.
 //! - [`upstream`]: task-service replicas, health checks and load balancing.
-//! - [`admin`]: `/metrics`, `/healthz`, `/readyz`, and `POST /explain` ([`explain`]) behind
-//!   the admin token ([`admin_auth`]).
+//! - [`admin`]: `/metrics`, `/healthz`, `/readyz`, and behind the admin token ([`admin_auth`])
+//!   `POST /explain` ([`explain`]) and the revocation endpoints ([`revocation`]).
 //! - [`metrics`]: the Prometheus metrics.
 //! - [`mint`]: `gateway mint-token`.
 //! - [`app`]: building the gateway and running it (pingora server or given listeners).
@@ -36,6 +37,7 @@ pub mod mint;
 pub mod path;
 pub mod proxy;
 pub mod rate_limit;
+pub mod revocation;
 pub mod tls;
 pub mod token;
 pub mod upstream;

@@ -3,7 +3,7 @@
 //! templates, methods, status codes, denial reasons, error kinds. A user id is never a label.
 
 use common::metrics::{HttpMetrics, latency_opts};
-use prometheus::{Histogram, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 /// Every metric the gateway records.
 pub struct Metrics {
@@ -27,6 +27,18 @@ pub struct Metrics {
     pub healthy_upstreams: IntGauge,
     /// `gateway_tls_certificate_reloads_total{result=success|error}`
     pub tls_certificate_reloads: IntCounterVec,
+    /// `gateway_revocation_entries{kind=sid|jti|sub}`
+    pub revocation_entries: IntGaugeVec,
+    /// `gateway_revocations_applied_total{kind,source=api|store}`: new entries, posted here or
+    /// learned from the store.
+    pub revocations_applied: IntCounterVec,
+    /// `gateway_revocation_store_errors_total{operation}`
+    pub revocation_store_errors: IntCounterVec,
+    /// `gateway_revocation_store_up`: 1 while the revocation store answers.
+    pub revocation_store_up: IntGauge,
+    /// `gateway_revocation_propagation_seconds`: from publishing a revocation at one replica to
+    /// applying it at this one.
+    pub revocation_propagation: Histogram,
 }
 
 impl Metrics {
@@ -49,6 +61,24 @@ impl Metrics {
             "Time from choosing a task-service replica to its response header.",
         ))?;
         registry.register(Box::new(upstream_duration.clone()))?;
+        let revocation_entries = IntGaugeVec::new(
+            Opts::new(
+                "gateway_revocation_entries",
+                "Revoked sessions, tokens and users held, by kind.",
+            ),
+            &["kind"],
+        )?;
+        registry.register(Box::new(revocation_entries.clone()))?;
+        let revocation_propagation = Histogram::with_opts(
+            HistogramOpts::new(
+                "gateway_revocation_propagation_seconds",
+                "Time from a revocation being published to this replica applying it.",
+            )
+            .buckets(vec![
+                0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+        )?;
+        registry.register(Box::new(revocation_propagation.clone()))?;
         Ok(Self {
             http,
             auth_denials: counter(
@@ -82,6 +112,22 @@ impl Metrics {
                 "Reloads of the public listener's TLS certificate after its files changed, by result.",
                 &["result"],
             )?,
+            revocation_entries,
+            revocations_applied: counter(
+                "gateway_revocations_applied_total",
+                "Revocations that were new to this replica, by kind and source (api or store).",
+                &["kind", "source"],
+            )?,
+            revocation_store_errors: counter(
+                "gateway_revocation_store_errors_total",
+                "Failed reads and writes of the revocation store, by operation.",
+                &["operation"],
+            )?,
+            revocation_store_up: gauge(
+                "gateway_revocation_store_up",
+                "1 while the revocation store answers, else 0.",
+            )?,
+            revocation_propagation,
             registry,
         })
     }
@@ -121,6 +167,19 @@ mod tests {
             .tls_certificate_reloads
             .with_label_values(&["error"])
             .inc();
+        metrics
+            .revocation_entries
+            .with_label_values(&["sid"])
+            .set(1);
+        metrics
+            .revocations_applied
+            .with_label_values(&["sid", "api"])
+            .inc();
+        metrics
+            .revocation_store_errors
+            .with_label_values(&["write"])
+            .inc();
+        metrics.revocation_propagation.observe(0.01);
         let text = String::from_utf8(metrics.render()).expect("utf-8");
         for name in [
             "gateway_http_requests_total",
@@ -133,6 +192,11 @@ mod tests {
             "gateway_token_cache_total",
             "gateway_healthy_upstreams",
             "gateway_tls_certificate_reloads_total",
+            "gateway_revocation_entries",
+            "gateway_revocations_applied_total",
+            "gateway_revocation_store_errors_total",
+            "gateway_revocation_store_up",
+            "gateway_revocation_propagation_seconds",
         ] {
             assert!(text.contains(name), "{name} missing from\n{text}");
         }

@@ -33,6 +33,7 @@ use crate::forward::{self, Forwarded};
 use crate::metrics::Metrics;
 use crate::path::RouteName;
 use crate::rate_limit::UserRateLimit;
+use crate::revocation::Revocations;
 use crate::token::{Principal, Verifier};
 use crate::upstream::Upstreams;
 
@@ -45,6 +46,8 @@ pub struct GatewayProxy {
     pub(crate) metrics: Arc<Metrics>,
     /// The per-user limit, when `RATE_LIMIT_PER_USER_PER_SECOND` is set.
     pub(crate) rate_limit: Option<Arc<UserRateLimit>>,
+    /// Revoked sessions, tokens and users, checked on every request (cached tokens too).
+    pub(crate) revocations: Arc<Revocations>,
 }
 
 /// What one request has learned so far.
@@ -183,6 +186,7 @@ impl ProxyHttp for GatewayProxy {
             request,
             ctx.origin.is_some(),
             |token| self.verifier.verify(token),
+            |principal| self.revocations.is_revoked(principal),
             |principal| {
                 self.rate_limit
                     .as_ref()

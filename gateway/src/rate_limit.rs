@@ -62,6 +62,9 @@ mod tests {
         Principal {
             sub: sub.to_owned(),
             email: None,
+            sid: None,
+            jti: None,
+            iat: None,
         }
     }
 

@@ -102,6 +102,9 @@ mod tests {
         Arc::new(Principal {
             sub: "alice".into(),
             email: None,
+            sid: None,
+            jti: None,
+            iat: None,
         })
     }
 

@@ -42,6 +42,10 @@ pub struct Principal {
     pub sub: String,
     /// The token's `email`, when it has one.
     pub email: Option<String>,
+    /// The token's `sid` (its session), `jti` (its own id) and `iat`, for the revocation check.
+    pub sid: Option<String>,
+    pub jti: Option<String>,
+    pub iat: Option<u64>,
 }
 
 /// Why a token was refused. Every variant is a 401.
@@ -91,6 +95,8 @@ struct Claims {
     iat: Option<serde_json::Value>,
     nbf: Option<serde_json::Value>,
     exp: Option<serde_json::Value>,
+    sid: Option<serde_json::Value>,
+    jti: Option<serde_json::Value>,
 }
 
 /// How one family of tokens has its claims checked.
@@ -274,6 +280,8 @@ impl Verifier {
                 None => "absent".to_owned(),
             })?;
         }
+        // Checked just above; kept for the revocation check of a user's older tokens.
+        let iat = date(claims.iat.as_ref())?;
         let iss = claims.iss.as_ref().and_then(serde_json::Value::as_str);
         match &rules.issuers {
             None => trace.record(trace::CLAIMS_ISS, Outcome::Skipped, || {
@@ -323,7 +331,23 @@ impl Verifier {
             Some(serde_json::Value::String(email)) if !email.is_empty() => Some(email),
             _ => None,
         };
-        Ok((Principal { sub, email }, exp))
+        // A session or token id that is not a string could never match a revocation.
+        let id = |claim: Option<serde_json::Value>| match claim {
+            None => Ok(None),
+            Some(serde_json::Value::String(id)) => Ok(Some(id)),
+            Some(_) => Err(TokenError::Malformed),
+        };
+        let (sid, jti) = (id(claims.sid)?, id(claims.jti)?);
+        Ok((
+            Principal {
+                sub,
+                email,
+                sid,
+                jti,
+                iat,
+            },
+            exp,
+        ))
     }
 }
 

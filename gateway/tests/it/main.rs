@@ -15,6 +15,8 @@
 //! - [`operations`]: a real Prometheus scraping both tiers; an upgrade under keep-alive load.
 //! - [`tls`]: TLS and HTTP/2 on the public listener, certificate reloads.
 //! - [`explain`]: `POST /explain` against what the proxy does.
+//! - [`revocation`]: sign-out reaching every replica (file store, Redis, outages, the admin API,
+//!   the real Better Auth).
 
 mod support;
 
@@ -27,5 +29,6 @@ mod jwks;
 mod operations;
 mod properties;
 mod proxy;
+mod revocation;
 mod routes;
 mod tls;

@@ -317,7 +317,7 @@ async fn prometheus_scrapes_both_tiers_with_the_projects_config() {
             .iter()
             .flat_map(|group| group["rules"].as_array().cloned().unwrap_or_default())
             .collect();
-        assert_eq!(all.len(), 8, "alert rules loaded: {rules}");
+        assert_eq!(all.len(), 9, "alert rules loaded: {rules}");
         if all.iter().all(|rule| rule["health"] == "ok") {
             break;
         }

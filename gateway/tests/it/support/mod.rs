@@ -1,11 +1,12 @@
 //! Test support, split by role, shared by every module of the integration-test binary (and by the
 //! benchmarks): [`servers`] the test stands up, the gateway under test and its [`stack`], [`clients`] that talk
 //! to it, [`tokens`] they carry, the real binary as one of the [`processes`], and the
-//! [`invariants`] that property tests and fuzz targets share.
+//! [`invariants`] that property tests and fuzz targets share; a [`redis`] server of the test's own.
 
 pub mod clients;
 pub mod invariants;
 pub mod processes;
+pub mod redis;
 pub mod servers;
 pub mod stack;
 pub mod tokens;

@@ -91,3 +91,21 @@ pub async fn wait_exit(served: &mut Served, limit: Duration) -> Duration {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Whether `program --version` runs. Without it a test says it was skipped, except in CI
+/// (`CI=true`), where a missing program fails the test.
+pub fn installed(program: &str, test: &str) -> bool {
+    let found = std::process::Command::new(program)
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if !found {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI requires {program} (deploy/local/prerequisites.sh installs it)"
+        );
+        eprintln!("SKIPPED {test}: {program} is not installed");
+    }
+    found
+}

@@ -28,6 +28,8 @@ pub struct TestGateway {
 /// [`start`](Self::start) in process, or [`into_vars`](Self::into_vars) for the real binary.
 pub struct GatewayBuilder {
     vars: Vec<(String, String)>,
+    /// Where the admin listener binds (port 0 unless another process must know it first).
+    admin: SocketAddr,
 }
 
 impl GatewayBuilder {
@@ -53,6 +55,13 @@ impl GatewayBuilder {
             .fold(self, |builder, (name, value)| builder.var(name, *value))
     }
 
+    /// Binds the admin listener at `addr`, an address another process was told before the
+    /// gateway started.
+    pub fn admin_at(mut self, addr: SocketAddr) -> Self {
+        self.admin = addr;
+        self
+    }
+
     /// The environment as built.
     pub fn into_vars(self) -> Vec<(String, String)> {
         self.vars
@@ -67,7 +76,7 @@ impl GatewayBuilder {
 
     /// Starts the gateway without waiting for readiness.
     pub async fn start_unready(self) -> TestGateway {
-        TestGateway::launch(self.vars).await
+        TestGateway::launch(self.vars, self.admin).await
     }
 }
 
@@ -76,12 +85,15 @@ impl TestGateway {
     /// test gateway shares: the test signing secret, quick health checks and connect timeouts,
     /// and `http://localhost:3000` as the allowed CORS origin. It has no token source yet.
     pub fn builder(upstream_url: &str) -> GatewayBuilder {
-        GatewayBuilder { vars: Vec::new() }
-            .var(GATEWAY_SIGNING_SECRET, SIGNING_SECRET)
-            .var(TASK_SERVICE_URL, upstream_url)
-            .var(HEALTH_CHECK_INTERVAL_MS, "100")
-            .var(UPSTREAM_CONNECT_TIMEOUT_MS, "300")
-            .var(CORS_ALLOWED_ORIGINS, "http://localhost:3000")
+        GatewayBuilder {
+            vars: Vec::new(),
+            admin: SocketAddr::from(([127, 0, 0, 1], 0)),
+        }
+        .var(GATEWAY_SIGNING_SECRET, SIGNING_SECRET)
+        .var(TASK_SERVICE_URL, upstream_url)
+        .var(HEALTH_CHECK_INTERVAL_MS, "100")
+        .var(UPSTREAM_CONNECT_TIMEOUT_MS, "300")
+        .var(CORS_ALLOWED_ORIGINS, "http://localhost:3000")
     }
 
     /// A gateway in front of `upstream_url` taking HS256 tokens with [`HMAC_SECRET`], ready.
@@ -89,13 +101,13 @@ impl TestGateway {
         Self::builder(upstream_url).shared_secret().start().await
     }
 
-    async fn launch(vars: Vec<(String, String)>) -> Self {
+    async fn launch(vars: Vec<(String, String)>, admin: SocketAddr) -> Self {
         init_logs();
         let config = Config::from_env(&Env::from_pairs(vars)).expect("test configuration");
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind gateway");
-        let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
+        let admin = TcpListener::bind(admin).await.expect("bind admin");
         let addr = listener.local_addr().expect("local address");
         let admin_addr = admin.local_addr().expect("local address");
         let gateway = Gateway::build(&config).expect("gateway builds");
