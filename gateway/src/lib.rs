@@ -8,6 +8,7 @@
 //! - [`path`]: the canonical path check and the six API routes.
 //! - [`token`]: token verification, the JWKS store and the verified-token cache.
 //! - [`authorize`]: the access decision and its [`authorize::Denial`]s.
+//! - [`client_limit`]: failed verifications per client address, limited before the signature.
 //! - [`rate_limit`]: the per-user request budget, keyed by the verified subject.
 //! - [`cors`]: browser access.
 //! - [`proxy`]: the `ProxyHttp` implementation, one method per pingora phase.
@@ -19,12 +20,14 @@
 //!   the admin token ([`admin_auth`]).
 //! - [`metrics`]: the Prometheus metrics.
 //! - [`mint`]: `gateway mint-token`.
+//! - [`upgrade_socket`]: the private graceful-upgrade socket and who may receive the listeners.
 //! - [`app`]: building the gateway and running it (pingora server or given listeners).
 
 pub mod admin;
 pub mod admin_auth;
 pub mod app;
 pub mod authorize;
+pub mod client_limit;
 pub mod config;
 pub mod cors;
 pub mod drain;
@@ -38,6 +41,7 @@ pub mod proxy;
 pub mod rate_limit;
 pub mod tls;
 pub mod token;
+pub mod upgrade_socket;
 pub mod upstream;
 
 pub use app::{Gateway, StartError};

@@ -10,6 +10,7 @@ use common::config::GATEWAY_SIGNING_SECRET;
 use gateway::config::{BETTER_AUTH_SECRET, BETTER_AUTH_URL, TASK_SERVICE_URL};
 use serde_json::Value;
 
+use crate::support::clients::status_of;
 use crate::support::processes::{GATEWAY_BINARY, binary_vars, serve, signal, wait_exit};
 use crate::support::servers::EchoUpstream;
 use crate::support::tokens::{claims_for, hs256};
@@ -107,13 +108,6 @@ fn mint_token_prints_an_hs256_token() {
     let without_secret = run(&["mint-token", "--sub", "alice"], &[]);
     assert!(!without_secret.status.success());
     assert!(String::from_utf8_lossy(&without_secret.stderr).contains(BETTER_AUTH_SECRET));
-}
-
-async fn status_of(client: &reqwest::Client, url: &str, token: &str) -> u16 {
-    match client.get(url).bearer_auth(token).send().await {
-        Ok(response) => response.status().as_u16(),
-        Err(_) => 0,
-    }
 }
 
 #[tokio::test]

@@ -55,11 +55,18 @@ pub fn serve_logging_to(vars: &[(String, String)], upgrade: bool, log: impl Into
 }
 
 /// The environment of a `gateway` binary in front of `upstream` (HS256 secret), listening on
-/// fresh ports, with its upgrade socket at `sock`; and the two addresses.
+/// fresh ports, with its upgrade socket at `sock` (its directory made private, 0700); and the
+/// two addresses.
 pub fn binary_vars(
     upstream: &EchoUpstream,
     sock: &Path,
 ) -> (Vec<(String, String)>, SocketAddr, SocketAddr) {
+    // The gateway refuses an upgrade socket in a directory others can enter.
+    if let Some(dir) = sock.parent() {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .expect("a private upgrade-socket directory");
+    }
     let (listen, admin) = (free_port(), free_port());
     let vars = TestGateway::builder(&upstream.url())
         .shared_secret()
