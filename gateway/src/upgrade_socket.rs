@@ -52,10 +52,6 @@ const WAIT_FOR_NEW_PROCESS: Duration = Duration::from_secs(5);
 pub fn from_env(env: &Env) -> Result<Option<PathBuf>, ConfigError> {
     match env.get(GATEWAY_UPGRADE_SOCK)? {
         Some("off") => Ok(None),
-        Some("") => Err(ConfigError::new(
-            GATEWAY_UPGRADE_SOCK,
-            "is empty (a socket path, or off)",
-        )),
         Some(path) => {
             let path = PathBuf::from(path);
             if !path.is_absolute() || path.file_name().is_none() {
@@ -144,14 +140,18 @@ fn directory_of(socket: &Path) -> &Path {
         .unwrap_or(Path::new("/"))
 }
 
-/// The socket's directory must be a directory (not a symlink to one), owned by this uid, with no
-/// access for group or others.
-fn check_directory(dir: &Path) -> Result<(), String> {
-    let shown = dir.display();
+/// The metadata of `path` itself (a symlink is not followed), which must be of the kind
+/// `is_kind` accepts (`kind` names it) and owned by this process's effective uid.
+fn owned_entry(
+    path: &Path,
+    is_kind: fn(&fs::FileType) -> bool,
+    kind: &str,
+) -> Result<fs::Metadata, String> {
+    let shown = path.display();
     let metadata =
-        fs::symlink_metadata(dir).map_err(|err| format!("cannot inspect {shown}: {err}"))?;
-    if !metadata.file_type().is_dir() {
-        return Err(format!("{shown} is not a directory"));
+        fs::symlink_metadata(path).map_err(|err| format!("cannot inspect {shown}: {err}"))?;
+    if !is_kind(&metadata.file_type()) {
+        return Err(format!("{shown} is not a {kind}"));
     }
     let euid = nix::unistd::geteuid().as_raw();
     if metadata.uid() != euid {
@@ -160,11 +160,19 @@ fn check_directory(dir: &Path) -> Result<(), String> {
             metadata.uid()
         ));
     }
+    Ok(metadata)
+}
+
+/// The socket's directory must be a directory (not a symlink to one), owned by this uid, with no
+/// access for group or others.
+fn check_directory(dir: &Path) -> Result<(), String> {
+    let metadata = owned_entry(dir, fs::FileType::is_dir, "directory")?;
     let mode = metadata.mode() & 0o777;
     if mode & NOT_OWNER_BITS != 0 {
         return Err(format!(
-            "{shown} has mode {mode:o}: group and others must have no access (chmod 700; \
-             with systemd, RuntimeDirectoryMode=0700)"
+            "{} has mode {mode:o}: group and others must have no access (chmod 700; \
+             with systemd, RuntimeDirectoryMode=0700)",
+            dir.display()
         ));
     }
     Ok(())
@@ -197,20 +205,8 @@ pub fn check_bindable(socket: &Path) -> Result<(), ConfigError> {
 /// a directory that is still private.
 pub fn check_peer_socket(socket: &Path) -> Result<(), String> {
     check_directory(directory_of(socket))?;
-    let shown = socket.display();
-    let metadata =
-        fs::symlink_metadata(socket).map_err(|err| format!("cannot inspect {shown}: {err}"))?;
-    if !metadata.file_type().is_socket() {
-        return Err(format!("{shown} is not a socket"));
-    }
-    let euid = nix::unistd::geteuid().as_raw();
-    if metadata.uid() != euid {
-        return Err(format!(
-            "{shown} was bound by uid {}, not by the gateway's uid {euid}",
-            metadata.uid()
-        ));
-    }
-    Ok(())
+    // The owner of a socket file is the effective uid of the process that bound it.
+    owned_entry(socket, FileTypeExt::is_socket, "socket").map(drop)
 }
 
 /// Pingora's signal handling (SIGQUIT upgrade, SIGTERM graceful stop, SIGINT fast stop), except
@@ -307,7 +303,7 @@ mod tests {
             read("/run/gw/u.sock").expect("a path"),
             Some(PathBuf::from("/run/gw/u.sock"))
         );
-        for bad in ["", "relative.sock", "/"] {
+        for bad in ["relative.sock", "/"] {
             assert_eq!(read(bad).expect_err(bad).variable, GATEWAY_UPGRADE_SOCK);
         }
     }

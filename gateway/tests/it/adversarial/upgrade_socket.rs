@@ -12,7 +12,9 @@ use gateway::config::GATEWAY_UPGRADE_SOCK;
 
 use crate::support::clients::status_of;
 use crate::support::eventually;
-use crate::support::processes::{GATEWAY_BINARY, Served, binary_vars, serve, signal, wait_exit};
+use crate::support::processes::{
+    GATEWAY_BINARY, Served, assert_graceful_upgrade, binary_vars, serve, signal,
+};
 use crate::support::servers::EchoUpstream;
 use crate::support::tokens::{claims_for, hs256};
 
@@ -87,26 +89,9 @@ async fn default_upgrade_socket_is_private_and_the_upgrade_still_works() {
     let (mut vars, listen, _) = binary_vars(&upstream, &dir.path().join("unused.sock"));
     vars.retain(|(name, _)| name != GATEWAY_UPGRADE_SOCK);
     vars.push(("RUNTIME_DIRECTORY".into(), runtime.display().to_string()));
-    let mut old = serve(&vars, false);
-    let client = reqwest::Client::new();
-    let token = hs256(&claims_for("alice"));
-    let api = format!("http://{listen}/api/alice/tasks");
-    eventually("the old binary to serve", || async {
-        status_of(&client, &api, &token).await == 200
-    })
-    .await;
+    assert_graceful_upgrade(&vars, listen, &runtime.join("upgrade.sock")).await;
     let meta = std::fs::metadata(&runtime).expect("the runtime directory was created");
     assert_eq!(meta.mode() & 0o777, 0o700, "private to the gateway's user");
-
-    let sock = runtime.join("upgrade.sock");
-    let _new = serve(&vars, true);
-    eventually("the new binary to wait on the default socket", || async {
-        sock.exists()
-    })
-    .await;
-    signal(&old.child, "QUIT");
-    wait_exit(&mut old, Duration::from_secs(15)).await;
-    assert_eq!(status_of(&client, &api, &token).await, 200);
 }
 
 #[tokio::test]

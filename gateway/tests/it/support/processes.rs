@@ -8,8 +8,11 @@ use std::time::{Duration, Instant};
 use common::telemetry::RUST_LOG;
 use gateway::config::{GATEWAY_ADMIN_LISTEN, GATEWAY_LISTEN, GATEWAY_UPGRADE_SOCK};
 
+use super::clients::status_of;
+use super::eventually;
 use super::servers::EchoUpstream;
 use super::stack::TestGateway;
+use super::tokens::{claims_for, hs256};
 
 /// The `gateway` executable Cargo built for these tests.
 pub const GATEWAY_BINARY: &str = env!("CARGO_BIN_EXE_gateway");
@@ -97,4 +100,32 @@ pub async fn wait_exit(served: &mut Served, limit: Duration) -> Duration {
         assert!(started.elapsed() < limit, "still running after {limit:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// A graceful upgrade of the binary configured by `vars` (public listener `listen`, upgrade
+/// socket `sock`): the old process serves, a new one started with `--upgrade` waits on `sock`,
+/// SIGQUIT hands the listening socket over, and the new process serves the same port.
+pub async fn assert_graceful_upgrade(vars: &[(String, String)], listen: SocketAddr, sock: &Path) {
+    let mut old = serve(vars, false);
+    let client = reqwest::Client::new();
+    let token = hs256(&claims_for("alice"));
+    let api = format!("http://{listen}/api/alice/tasks");
+    eventually("the old binary to serve", || async {
+        status_of(&client, &api, &token).await == 200
+    })
+    .await;
+
+    // The new binary waits on the upgrade socket for the old one's listeners.
+    let _new = serve(vars, true);
+    eventually("the new binary to wait for the sockets", || async {
+        sock.exists()
+    })
+    .await;
+    signal(&old.child, "QUIT");
+    wait_exit(&mut old, Duration::from_secs(15)).await;
+    assert_eq!(
+        status_of(&client, &api, &token).await,
+        200,
+        "the new binary serves the same port"
+    );
 }
