@@ -9,7 +9,8 @@
 //! - [`metrics`]: the HTTP request metrics both tiers record alike, and registry rendering.
 //! - [`config`]: reading typed configuration from environment variables, one error line per bad
 //!   variable.
-//! - [`telemetry`]: logging set-up (env filter, JSON or plain output, the `log` bridge).
+//! - [`telemetry`]: logging set-up (env filter, JSON or plain output, the `log` bridge), with
+//!   [`redact`] masking credentials in every line.
 //! - [`healthcheck`]: the `healthcheck` subcommand's probe of a service's own listener.
 //!
 //! This crate depends on neither axum nor pingora, so both tiers can use it.
@@ -21,4 +22,5 @@ pub mod error;
 pub mod headers;
 pub mod healthcheck;
 pub mod metrics;
+pub mod redact;
 pub mod telemetry;

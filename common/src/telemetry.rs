@@ -5,12 +5,34 @@
 //! Both tiers write one access-log line per request (target `gateway::access` or `access`) with
 //! the same field names: `method`, `route` (the route template, never a concrete path),
 //! `status` and `latency_ms`.
+//!
+//! No level may print a credential, also not the libraries' own records at `trace`: every line
+//! passes through a [`Redactor`] (header values of `Cookie`, `Authorization` and the assertion,
+//! bearer tokens, JWTs, HMACs, and the configured secrets' values), and the crates that dump raw
+//! protocol bytes and frames at `trace` ([`CAPPED_TARGETS`]) are held at `debug` whatever
+//! `RUST_LOG` asks.
 
+use std::io::Write;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Directive;
+use tracing_subscriber::fmt::MakeWriter;
 
-use crate::config::{ConfigError, Env};
+use crate::config::{ConfigError, Env, GATEWAY_SIGNING_SECRET, GATEWAY_SIGNING_SECRET_PREVIOUS};
+use crate::redact::Redactor;
+
+/// Crates whose `trace` records are raw bytes or protocol frames (header blocks included): they
+/// log at most at `debug`.
+pub const CAPPED_TARGETS: &[&str] = &["h2", "hyper", "hyper_util", "rustls"];
+
+/// The variables whose values are masked wherever they would appear in a log line.
+const SECRET_VARIABLES: &[&str] = &[
+    "BETTER_AUTH_SECRET",
+    GATEWAY_SIGNING_SECRET,
+    GATEWAY_SIGNING_SECRET_PREVIOUS,
+];
 
 /// The env filter's variable (default `info`).
 pub const RUST_LOG: &str = "RUST_LOG";
@@ -45,6 +67,8 @@ impl FromStr for LogFormat {
 pub struct LogSettings {
     pub filter: String,
     pub format: LogFormat,
+    /// Masks credentials and the configured secrets in every line.
+    pub redactor: Redactor,
 }
 
 impl LogSettings {
@@ -52,16 +76,95 @@ impl LogSettings {
         let filter = env.get(RUST_LOG)?.unwrap_or("info").to_owned();
         EnvFilter::try_new(&filter).map_err(|err| ConfigError::new(RUST_LOG, err))?;
         let format = env.parse_or(LOG_FORMAT, LogFormat::Json)?;
-        Ok(Self { filter, format })
+        let mut secrets = Vec::new();
+        for variable in SECRET_VARIABLES {
+            secrets.extend(env.get(variable)?.map(str::to_owned));
+        }
+        secrets.extend(
+            env.get("DATABASE_URL")?
+                .and_then(url_password)
+                .map(str::to_owned),
+        );
+        Ok(Self {
+            filter,
+            format,
+            redactor: Redactor::new(secrets),
+        })
     }
+}
+
+/// The password of a `scheme://user:password@host/…` URL.
+fn url_password(url: &str) -> Option<&str> {
+    let (_, rest) = url.split_once("://")?;
+    let userinfo = rest.split(['/', '?', '#']).next()?.rsplit_once('@')?.0;
+    userinfo.split_once(':').map(|(_, password)| password)
+}
+
+/// Standard error, with every event's line redacted before it is written.
+struct RedactedStderr {
+    redactor: Arc<Redactor>,
+}
+
+impl<'a> MakeWriter<'a> for RedactedStderr {
+    type Writer = RedactedLine;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        RedactedLine {
+            redactor: Arc::clone(&self.redactor),
+            buffer: Vec::new(),
+        }
+    }
+}
+
+/// One event's output, collected whole (the formatter may write it in pieces) and redacted
+/// when the formatter is done with it.
+struct RedactedLine {
+    redactor: Arc<Redactor>,
+    buffer: Vec<u8>,
+}
+
+impl Write for RedactedLine {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.buffer.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for RedactedLine {
+    fn drop(&mut self) {
+        if self.buffer.is_empty() {
+            return;
+        }
+        let text = String::from_utf8_lossy(&self.buffer);
+        let line = self.redactor.redact(&text);
+        // Nowhere to report a failure to write a log line.
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    }
+}
+
+/// The filter: `RUST_LOG`'s directives, then the caps on [`CAPPED_TARGETS`], which override a
+/// directive naming the same target.
+fn filter(directives: &str) -> EnvFilter {
+    let mut filter = EnvFilter::try_new(directives).unwrap_or_else(|_| EnvFilter::new("info"));
+    for target in CAPPED_TARGETS {
+        if let Ok(cap) = format!("{target}=debug").parse::<Directive>() {
+            filter = filter.add_directive(cap);
+        }
+    }
+    filter
 }
 
 /// Installs the global subscriber. A second call does nothing, so tests may call it freely.
 pub fn init(settings: &LogSettings) {
-    let filter = EnvFilter::try_new(&settings.filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_env_filter(filter(&settings.filter))
+        .with_writer(RedactedStderr {
+            redactor: Arc::new(settings.redactor.clone()),
+        });
     let _already_set = match settings.format {
         LogFormat::Json => builder
             .json()
@@ -80,6 +183,7 @@ pub fn init_for_tests() {
         init(&LogSettings {
             filter,
             format: LogFormat::Plain,
+            redactor: Redactor::default(),
         });
     }
 }
@@ -93,6 +197,28 @@ mod tests {
         let settings = LogSettings::from_env(&Env::default()).expect("defaults");
         assert_eq!(settings.filter, "info");
         assert_eq!(settings.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn configured_secrets_are_masked() {
+        let settings = LogSettings::from_env(&Env::from_pairs([
+            ("GATEWAY_SIGNING_SECRET", "signing-secret-value"),
+            ("DATABASE_URL", "postgres://app:db-password@db:5432/tasks"),
+        ]))
+        .expect("valid");
+        let line = "signing-secret-value postgres://app:db-password@db:5432/tasks";
+        let masked = settings.redactor.redact(line);
+        assert!(!masked.contains("signing-secret-value") && !masked.contains("db-password"));
+        assert!(masked.contains("postgres://app:"), "{masked}");
+    }
+
+    #[test]
+    fn capped_targets_stay_at_debug_under_trace() {
+        let shown = filter("trace,hyper=trace").to_string();
+        for target in CAPPED_TARGETS {
+            assert!(shown.contains(&format!("{target}=debug")), "{shown}");
+        }
+        assert!(!shown.contains("hyper=trace"), "{shown}");
     }
 
     #[test]

@@ -2,9 +2,16 @@
 //! `/readyz` (keys loaded when a JWKS is configured, the revocation set loaded, and at least one
 //! healthy replica), and behind `GATEWAY_ADMIN_TOKEN` `POST /explain` ([`crate::explain`]) and
 //! the revocation endpoints of [`crate::revocation::api`].
+//!
+//! Keys older than `JWKS_MAX_AGE_SECONDS` (Better Auth unreachable, or answering with no usable
+//! key, for that long) do not make the gateway unready: every replica would fail together and
+//! take the whole API down during an auth-server outage, although the keys held still verify
+//! every current token. `/readyz` stays 200 and says `"jwks_stale": true` with the age, and
+//! `gateway_jwks_age_seconds` lets an alert fire.
 //! It is meant for the internal network only and carries no user data.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use common::error::{ErrorResponse, JSON_CONTENT_TYPE};
@@ -27,9 +34,22 @@ pub struct Readiness {
     pub(crate) upstreams: Arc<Upstreams>,
     pub(crate) revocations: Arc<Revocations>,
     pub(crate) metrics: Arc<Metrics>,
+    /// Keys older than this are reported stale.
+    pub(crate) jwks_max_age: Duration,
 }
 
 impl Readiness {
+    /// The age of the keys in use, in seconds, when it is over the configured maximum. Also
+    /// refreshes the age gauge.
+    pub fn stale_jwks_age(&self) -> Option<u64> {
+        let age = self.jwks.as_ref()?.age();
+        self.metrics
+            .jwks_age
+            .set(age.map_or(-1, |age| i64::try_from(age.as_secs()).unwrap_or(i64::MAX)));
+        age.filter(|age| *age > self.jwks_max_age)
+            .map(|age| age.as_secs())
+    }
+
     /// `Ok` when ready, else why not. Also refreshes the healthy-replica gauge.
     pub fn check(&self) -> Result<(), &'static str> {
         let healthy = self.upstreams.healthy_count();
@@ -93,12 +113,24 @@ impl AdminApp {
         match path {
             "/healthz" => json(StatusCode::OK, br#"{"status":"ok"}"#.to_vec()),
             "/readyz" => match self.readiness.check() {
-                Ok(()) => json(StatusCode::OK, br#"{"status":"ready"}"#.to_vec()),
+                Ok(()) => match self.readiness.stale_jwks_age() {
+                    None => json(StatusCode::OK, br#"{"status":"ready"}"#.to_vec()),
+                    Some(age) => {
+                        let body = serde_json::json!({
+                            "status": "ready",
+                            "jwks_stale": true,
+                            "jwks_age_seconds": age,
+                            "detail": "JWKS not refreshed within JWKS_MAX_AGE_SECONDS; serving with the keys held",
+                        });
+                        json(StatusCode::OK, body.to_string().into_bytes())
+                    }
+                },
                 Err(reason) => error(StatusCode::SERVICE_UNAVAILABLE, reason),
             },
             "/metrics" => {
                 // Refresh the gauges that are computed rather than counted.
                 let _ = self.readiness.check();
+                let _ = self.readiness.stale_jwks_age();
                 let mut response = Response::new(self.metrics.render());
                 response.headers_mut().insert(
                     header::CONTENT_TYPE,

@@ -11,10 +11,13 @@
 //!   fed to the same proxy and admin apps, until a shutdown future resolves.
 
 use std::future::Future;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
+use std::time::Duration;
 
 use pingora::apps::ServerApp;
 use pingora::listeners::tls::Acceptor;
+use pingora::protocols::{GetSocketDigest, SocketDigest};
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server};
 use pingora::services::background::{BackgroundService, GenBackgroundService};
@@ -23,6 +26,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::admin::{AdminApp, Readiness};
+use crate::client_limit::FailedTokenLimit;
 use crate::config::Config;
 use crate::cors::CorsPolicy;
 use crate::drain::Draining;
@@ -36,6 +40,7 @@ use crate::tls::{CertificateError, CertificateStore, TlsReloader};
 use crate::token::Verifier;
 use crate::token::cache::TokenCache;
 use crate::token::jwks::{JwksRefresher, JwksStore};
+use crate::upgrade_socket::CheckedUpgradeSignals;
 use crate::upstream::Upstreams;
 
 /// Seconds the server keeps serving after SIGTERM before stopping, and the most it then waits
@@ -79,7 +84,8 @@ impl Gateway {
             .as_ref()
             .map(|tls| CertificateStore::load(tls, Arc::clone(&metrics)))
             .transpose()?;
-        let cache = TokenCache::new(config.tokens.cache_capacity);
+        let cache =
+            TokenCache::with_budget(config.tokens.cache_capacity, config.tokens.cache_max_bytes);
         let jwks = config
             .tokens
             .jwks
@@ -127,6 +133,7 @@ impl Gateway {
             metrics: Arc::clone(&metrics),
             rate_limit,
             revocations: Arc::clone(&revocations),
+            failed_token_limit: FailedTokenLimit::new(&config.client_limit),
         };
         let admin = AdminApp {
             readiness: Readiness {
@@ -134,6 +141,11 @@ impl Gateway {
                 upstreams: Arc::clone(&upstreams),
                 revocations: Arc::clone(&revocations),
                 metrics: Arc::clone(&metrics),
+                jwks_max_age: config
+                    .tokens
+                    .jwks
+                    .as_ref()
+                    .map_or(Duration::MAX, |jwks| jwks.max_age),
             },
             metrics: Arc::clone(&metrics),
             admin_token: config.admin_token.clone(),
@@ -163,7 +175,12 @@ impl Gateway {
         let threads = std::thread::available_parallelism().map_or(1, usize::from);
         let server_conf = ServerConf {
             threads,
-            upgrade_sock: config.upgrade_sock.clone(),
+            // Unused when upgrades are off: the signal watch then never hands sockets over.
+            upgrade_sock: config
+                .upgrade_sock
+                .as_ref()
+                .map(|path| path.display().to_string())
+                .unwrap_or_default(),
             grace_period_seconds: Some(GRACE_PERIOD_SECONDS),
             graceful_shutdown_timeout_seconds: Some(GRACEFUL_SHUTDOWN_TIMEOUT_SECONDS),
             ..ServerConf::default()
@@ -224,7 +241,11 @@ impl Gateway {
             tls = self.tls.is_some(),
             "gateway starting"
         );
-        server.run(RunArgs::default());
+        server.run(RunArgs {
+            shutdown_signal: Box::new(CheckedUpgradeSignals {
+                socket: config.upgrade_sock.clone(),
+            }),
+        });
         Ok(())
     }
 
@@ -298,7 +319,11 @@ async fn accept_loop<A>(
         let shutdown = stopped.clone();
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            let stream = pingora::protocols::l4::stream::Stream::from(stream);
+            // As pingora's own listener does, so the proxy knows the client's address.
+            let mut stream = pingora::protocols::l4::stream::Stream::from(stream);
+            let digest = SocketDigest::from_raw_fd(stream.as_raw_fd());
+            let _ = digest.peer_addr.set(Some(peer.into()));
+            stream.set_socket_digest(digest);
             tracing::trace!(%peer, "connection accepted");
             let stream: pingora::protocols::Stream = match acceptor {
                 None => Box::new(stream),

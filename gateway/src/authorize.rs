@@ -50,6 +50,15 @@ pub enum Denial {
     OriginNotAllowed,
     /// 429: the verified user is over the per-user rate limit.
     RateLimited,
+    /// 429: the client address failed too many verifications this minute, and its token is
+    /// not one already verified (see [`crate::client_limit`]).
+    TooManyFailedTokens,
+}
+
+impl From<TokenError> for Denial {
+    fn from(error: TokenError) -> Self {
+        Self::Token(error)
+    }
 }
 
 impl Denial {
@@ -74,6 +83,7 @@ impl Denial {
             Self::UserMismatch => "user_mismatch",
             Self::OriginNotAllowed => "origin_not_allowed",
             Self::RateLimited => "rate_limited",
+            Self::TooManyFailedTokens => "too_many_failed_tokens",
         }
     }
 
@@ -89,7 +99,7 @@ impl Denial {
             | Self::Token(_)
             | Self::Revoked => StatusCode::UNAUTHORIZED,
             Self::UserMismatch | Self::OriginNotAllowed => StatusCode::FORBIDDEN,
-            Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Self::RateLimited | Self::TooManyFailedTokens => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -108,6 +118,7 @@ impl Denial {
             Self::UserMismatch => common::error::USER_MISMATCH,
             Self::OriginNotAllowed => "Origin not allowed",
             Self::RateLimited => "Too many requests",
+            Self::TooManyFailedTokens => "Too many failed authentication attempts",
         };
         ErrorResponse::new(self.status(), detail)
     }
@@ -129,6 +140,7 @@ impl Denial {
     pub fn retry_after(&self) -> Option<String> {
         match self {
             Self::RateLimited => Some(crate::rate_limit::RETRY_AFTER_SECONDS.to_string()),
+            Self::TooManyFailedTokens => Some(crate::client_limit::RETRY_AFTER_SECONDS.to_string()),
             _ => None,
         }
     }
@@ -181,7 +193,7 @@ impl Decision {
 /// `revoked` is the revocation check of every verified principal, cached or not; `admit` is the per-user rate limit, asked only for a verified principal, before the path
 /// binding, so every request a user authenticates counts against their own budget, whichever
 /// path it names.
-pub async fn authorize<'a, Verify, Verified>(
+pub async fn authorize<'a, Verify, Verified, Refused>(
     request: &'a RequestHeader,
     origin_allowed: bool,
     verify: Verify,
@@ -190,7 +202,8 @@ pub async fn authorize<'a, Verify, Verified>(
 ) -> Decision
 where
     Verify: FnOnce(&'a str) -> Verified,
-    Verified: Future<Output = Result<Arc<Principal>, TokenError>>,
+    Verified: Future<Output = Result<Arc<Principal>, Refused>>,
+    Refused: Into<Denial>,
 {
     let deny = |route: Option<RouteName>, denial| Decision::Deny { route, denial };
     if let Some(requested) = cors::preflight_method(request) {
@@ -213,7 +226,7 @@ where
     };
     let principal = match verify(token).await {
         Ok(principal) => principal,
-        Err(error) => return deny(name, Denial::Token(error)),
+        Err(refused) => return deny(name, refused.into()),
     };
     if revoked(&principal) {
         return deny(name, Denial::Revoked);
@@ -340,7 +353,7 @@ mod tests {
         let decision = authorize(
             &request,
             false,
-            |_| ready(Ok(alice())),
+            |_| ready(Ok::<_, TokenError>(alice())),
             |principal| principal.sub == "alice",
             |_| panic!("a revoked token is not counted against the rate limit"),
         )

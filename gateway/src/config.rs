@@ -5,6 +5,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use common::assertion::SigningSecret;
@@ -36,6 +37,14 @@ pub const JWT_AUDIENCE: &str = "JWT_AUDIENCE";
 pub const JWT_LEEWAY_SECONDS: &str = "JWT_LEEWAY_SECONDS";
 /// How many verified tokens are remembered.
 pub const TOKEN_CACHE_CAPACITY: &str = "TOKEN_CACHE_CAPACITY";
+/// About how much memory the remembered tokens may take, in bytes.
+pub const TOKEN_CACHE_MAX_BYTES: &str = "TOKEN_CACHE_MAX_BYTES";
+/// Keys not refreshed for longer are reported stale.
+pub const JWKS_MAX_AGE_SECONDS: &str = "JWKS_MAX_AGE_SECONDS";
+/// Failed verifications allowed per client address per minute; 0 is off.
+pub const FAILED_AUTH_PER_ADDRESS_PER_MINUTE: &str = "FAILED_AUTH_PER_ADDRESS_PER_MINUTE";
+/// Load balancers whose `X-Forwarded-For` names the client, comma-separated CIDRs.
+pub const TRUSTED_PROXY_CIDRS: &str = "TRUSTED_PROXY_CIDRS";
 /// How often the key set is refreshed.
 pub const JWKS_REFRESH_SECONDS: &str = "JWKS_REFRESH_SECONDS";
 /// The least time between two fetches caused by unknown `kid`s.
@@ -92,11 +101,14 @@ pub struct Config {
     pub cors_allowed_origins: Vec<String>,
     /// Signs the assertion forwarded to the task service (`GATEWAY_SIGNING_SECRET`).
     pub signing_secret: SigningSecret,
-    /// Where a graceful upgrade hands over the listening sockets (`GATEWAY_UPGRADE_SOCK`).
-    pub upgrade_sock: String,
+    /// Where a graceful upgrade hands over the listening sockets (`GATEWAY_UPGRADE_SOCK`, by
+    /// default in a private runtime directory); `None` when upgrades are off.
+    pub upgrade_sock: Option<PathBuf>,
     /// Requests each verified user may make per second (`RATE_LIMIT_PER_USER_PER_SECOND`);
     /// 0, the default, turns the limit off.
     pub rate_limit_per_user_per_second: u64,
+    /// Failed verifications allowed per client address, and how that address is found.
+    pub client_limit: crate::client_limit::ClientLimitConfig,
     /// TLS on the public listener (`GATEWAY_TLS_CERT`, `GATEWAY_TLS_KEY`); plain HTTP when unset.
     pub tls: Option<TlsConfig>,
     /// The admin API's bearer token (`GATEWAY_ADMIN_TOKEN`); the admin API is off when unset.
@@ -127,6 +139,8 @@ pub struct TokenConfig {
     pub leeway_seconds: u64,
     /// How many verified tokens are remembered (`TOKEN_CACHE_CAPACITY`).
     pub cache_capacity: u64,
+    /// About how much memory the remembered tokens may take (`TOKEN_CACHE_MAX_BYTES`).
+    pub cache_max_bytes: u64,
 }
 
 /// Shared-secret tokens.
@@ -174,6 +188,8 @@ pub struct JwksConfig {
     pub min_refetch_interval: Duration,
     /// Timeout of one JWKS request (`JWKS_FETCH_TIMEOUT_MS`).
     pub fetch_timeout: Duration,
+    /// Keys not refreshed for longer are reported stale by `/readyz` (`JWKS_MAX_AGE_SECONDS`).
+    pub max_age: Duration,
 }
 
 /// The task-service replicas and the timeouts on the hop to them.
@@ -223,10 +239,7 @@ impl Config {
             upstream: UpstreamConfig::from_env(env)?,
             cors_allowed_origins: cors_origins(env)?,
             signing_secret: signing_secret(env)?,
-            upgrade_sock: env
-                .get(GATEWAY_UPGRADE_SOCK)?
-                .unwrap_or("/tmp/gateway_upgrade.sock")
-                .to_owned(),
+            upgrade_sock: crate::upgrade_socket::from_env(env)?,
             rate_limit_per_user_per_second: bounded(
                 env,
                 RATE_LIMIT_PER_USER_PER_SECOND,
@@ -236,6 +249,7 @@ impl Config {
             tls: tls_config(env)?,
             admin_token: admin_token(env)?,
             revocation: RevocationConfig::from_env(env)?,
+            client_limit: crate::client_limit::ClientLimitConfig::from_env(env)?,
         })
     }
 }
@@ -295,6 +309,12 @@ impl TokenConfig {
             jwks,
             leeway_seconds: bounded(env, JWT_LEEWAY_SECONDS, 60, 0..=3600)?,
             cache_capacity: bounded(env, TOKEN_CACHE_CAPACITY, 100_000, 0..=10_000_000)?,
+            cache_max_bytes: bounded(
+                env,
+                TOKEN_CACHE_MAX_BYTES,
+                crate::token::cache::DEFAULT_MAX_BYTES,
+                0..=(64 << 30),
+            )?,
         })
     }
 }
@@ -331,6 +351,7 @@ fn jwks_config(
         refresh_interval: Duration::from_secs(bounded(env, JWKS_REFRESH_SECONDS, 300, 1..=86_400)?),
         min_refetch_interval: millis(env, JWKS_MIN_REFETCH_MS, 10_000)?,
         fetch_timeout: millis(env, JWKS_FETCH_TIMEOUT_MS, 5_000)?,
+        max_age: Duration::from_secs(bounded(env, JWKS_MAX_AGE_SECONDS, 3_600, 1..=30 * 86_400)?),
     }))
 }
 
@@ -559,6 +580,7 @@ mod tests {
             (RATE_LIMIT_PER_USER_PER_SECOND, "many"),
             (GATEWAY_TLS_RELOAD_MS, "0"),
             (GATEWAY_ADMIN_TOKEN, "short"),
+            (TOKEN_CACHE_MAX_BYTES, "128MiB"),
         ] {
             assert_eq!(
                 error_variable(&[(BETTER_AUTH_SECRET, HMAC), (variable, value)]),

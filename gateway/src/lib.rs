@@ -8,6 +8,7 @@
 //! - [`path`]: the canonical path check and the six API routes.
 //! - [`token`]: token verification, the JWKS store and the verified-token cache.
 //! - [`authorize`]: the access decision and its [`authorize::Denial`]s.
+//! - [`client_limit`]: failed verifications per client address, limited before the signature.
 //! - [`rate_limit`]: the per-user request budget, keyed by the verified subject.
 //! - [`revocation`]: revoked sessions, tokens and users (sign-out), their store and admin API.
 //! - [`cors`]: browser access.
@@ -20,12 +21,14 @@
 //!   `POST /explain` ([`explain`]) and the revocation endpoints ([`revocation`]).
 //! - [`metrics`]: the Prometheus metrics.
 //! - [`mint`]: `gateway mint-token`.
+//! - [`upgrade_socket`]: the private graceful-upgrade socket and who may receive the listeners.
 //! - [`app`]: building the gateway and running it (pingora server or given listeners).
 
 pub mod admin;
 pub mod admin_auth;
 pub mod app;
 pub mod authorize;
+pub mod client_limit;
 pub mod config;
 pub mod cors;
 pub mod drain;
@@ -40,6 +43,7 @@ pub mod rate_limit;
 pub mod revocation;
 pub mod tls;
 pub mod token;
+pub mod upgrade_socket;
 pub mod upstream;
 
 pub use app::{Gateway, StartError};

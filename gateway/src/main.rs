@@ -8,6 +8,7 @@ use common::config::{Env, exit_on_error};
 use common::healthcheck;
 use common::telemetry::{self, LogSettings};
 use gateway::mint::{MintRequest, mint_token, parse_ttl};
+use gateway::upgrade_socket;
 use gateway::{Config, Gateway};
 
 #[derive(Parser)]
@@ -56,6 +57,10 @@ fn main() -> ExitCode {
         None => {}
     }
     let config = exit_on_error(Config::from_env(&env));
+    exit_on_error(upgrade_socket::prepare(
+        config.upgrade_sock.as_deref(),
+        cli.upgrade,
+    ));
     telemetry::init(&exit_on_error(LogSettings::from_env(&env)));
     let result =
         Gateway::build(&config).and_then(|gateway| gateway.run_server(&config, cli.upgrade));

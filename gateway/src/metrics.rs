@@ -21,6 +21,8 @@ pub struct Metrics {
     pub jwks_refreshes: IntCounterVec,
     /// `gateway_jwks_keys`
     pub jwks_keys: IntGauge,
+    /// `gateway_jwks_age_seconds`: since the key set in use was fetched (-1 before the first).
+    pub jwks_age: IntGauge,
     /// `gateway_token_cache_total{result=hit|miss}`
     pub token_cache: IntCounterVec,
     /// `gateway_healthy_upstreams`
@@ -98,6 +100,10 @@ impl Metrics {
                 &["result"],
             )?,
             jwks_keys: gauge("gateway_jwks_keys", "Usable keys from the JWKS.")?,
+            jwks_age: gauge(
+                "gateway_jwks_age_seconds",
+                "Seconds since the JWKS in use was fetched successfully.",
+            )?,
             token_cache: counter(
                 "gateway_token_cache_total",
                 "Verified-token cache lookups, by result.",
@@ -189,6 +195,7 @@ mod tests {
             "gateway_upstream_duration_seconds",
             "gateway_jwks_refreshes_total",
             "gateway_jwks_keys",
+            "gateway_jwks_age_seconds",
             "gateway_token_cache_total",
             "gateway_healthy_upstreams",
             "gateway_tls_certificate_reloads_total",

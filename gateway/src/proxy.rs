@@ -9,7 +9,7 @@
 //! - `fail_to_proxy`: JSON 502/503/504 ([`crate::failure`]) instead of pingora's bare default.
 //! - `logging`: metrics and one JSON access-log line per request.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -27,6 +27,7 @@ use pingora::upstreams::peer::{HttpPeer, Peer};
 use pingora::{Error, ErrorType};
 
 use crate::authorize::{Decision, Denial, authorize};
+use crate::client_limit::FailedTokenLimit;
 use crate::cors::{self, CorsPolicy};
 use crate::failure::{classify_failure, failure_response};
 use crate::forward::{self, Forwarded};
@@ -48,6 +49,8 @@ pub struct GatewayProxy {
     pub(crate) rate_limit: Option<Arc<UserRateLimit>>,
     /// Revoked sessions, tokens and users, checked on every request (cached tokens too).
     pub(crate) revocations: Arc<Revocations>,
+    /// Failed verifications per client address, unless `FAILED_AUTH_PER_ADDRESS_PER_MINUTE=0`.
+    pub(crate) failed_token_limit: Option<Arc<FailedTokenLimit>>,
 }
 
 /// What one request has learned so far.
@@ -71,6 +74,23 @@ pub struct RequestCtx {
 }
 
 impl GatewayProxy {
+    /// Verifies a request's token, through the failed-verification limit of its client address
+    /// when that limit is on.
+    async fn verify(
+        &self,
+        peer: Option<IpAddr>,
+        request: &RequestHeader,
+        token: &str,
+    ) -> Result<Arc<Principal>, Denial> {
+        match &self.failed_token_limit {
+            Some(limit) => {
+                let client = limit.client_of(peer, request);
+                limit.verify(client, token, &self.verifier).await
+            }
+            None => self.verifier.verify(token).await.map_err(Denial::Token),
+        }
+    }
+
     /// Writes a reply of the gateway's own: JSON body (if any), request id, CORS headers for
     /// an allowed origin, and `extra` headers.
     async fn reply(
@@ -179,13 +199,21 @@ impl ProxyHttp for GatewayProxy {
         // Clients that offer an upgrade (curl's h2c) get an ordinary HTTP/1.1 answer, as
         // RFC 9110 §7.8 allows.
         session.req_header_mut().remove_header(&header::UPGRADE);
+        // A request pipelined behind this one is served after it, in order (RFC 9112 §9.3.2).
+        // Pingora's default closes the connection after this answer without `Connection:
+        // close`, silently dropping the request the client already sent.
+        session.set_pipelining_enabled(true);
+        let peer = session
+            .client_addr()
+            .and_then(|addr| addr.as_inet())
+            .map(|addr| addr.ip());
         let request = session.req_header();
         ctx.request_id = request_id(&request.headers);
         ctx.origin = self.cors.allowed_origin(request);
         let decision = authorize(
             request,
             ctx.origin.is_some(),
-            |token| self.verifier.verify(token),
+            |token| self.verify(peer, request, token),
             |principal| self.revocations.is_revoked(principal),
             |principal| {
                 self.rate_limit

@@ -5,7 +5,11 @@
 //!   such refetches are single-flight (one at a time, later callers reuse its result) and at most
 //!   one per `min_refetch_interval`, so a flood of made-up key ids costs Better Auth nothing.
 //! - When a fetch fails, the keys already held are kept: an outage of Better Auth does not log
-//!   every user out.
+//!   every user out. An answer with no usable key (an empty set, or only keys the gateway does not
+//!   verify) is a failed fetch too, never "every key withdrawn": a misconfigured or half-started
+//!   Better Auth must not revoke every session at once.
+//! - The age of the keys in use (the time since the last successful fetch) is kept for
+//!   readiness and the `gateway_jwks_age_seconds` metric.
 //! - Only asymmetric keys whose own `alg` is one the gateway verifies are kept; an `oct` (HMAC)
 //!   key in a JWKS is ignored, so a public key set can never turn into a shared secret.
 
@@ -41,6 +45,8 @@ pub enum JwksError {
     TooLarge,
     #[error("body is not a JWKS: {0}")]
     NotAJwks(#[from] serde_json::Error),
+    #[error("has no key the gateway can use")]
+    NoUsableKey,
 }
 
 #[derive(Deserialize)]
@@ -129,6 +135,8 @@ pub struct JwksStore {
     client: reqwest::Client,
     keys: Cache<String, Arc<VerificationKey>>,
     loaded: AtomicBool,
+    /// When the key set was last fetched successfully.
+    refreshed_at: std::sync::Mutex<Option<Instant>>,
     /// Serialises fetches (single flight) and remembers the last on-demand one.
     last_on_demand_fetch: Mutex<Option<Instant>>,
     min_refetch_interval: Duration,
@@ -155,6 +163,7 @@ impl JwksStore {
             client,
             keys: Cache::builder().max_capacity(MAX_KEYS).build(),
             loaded: AtomicBool::new(false),
+            refreshed_at: std::sync::Mutex::new(None),
             last_on_demand_fetch: Mutex::new(None),
             min_refetch_interval,
             token_cache,
@@ -165,6 +174,15 @@ impl JwksStore {
     /// Whether a fetch has succeeded with at least one usable key.
     pub fn is_loaded(&self) -> bool {
         self.loaded.load(Ordering::Acquire)
+    }
+
+    /// How long ago the key set in use was fetched; `None` before the first success.
+    pub fn age(&self) -> Option<Duration> {
+        let refreshed_at = *self
+            .refreshed_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        refreshed_at.map(|at| at.elapsed())
     }
 
     /// The key for `kid`, refetching the JWKS once if it is unknown and no on-demand fetch
@@ -229,7 +247,11 @@ impl JwksStore {
             }
             body.extend_from_slice(&chunk);
         }
-        parse_jwks(&body)
+        let keys = parse_jwks(&body)?;
+        if keys.is_empty() {
+            return Err(JwksError::NoUsableKey);
+        }
+        Ok(keys)
     }
 
     fn replace_keys(&self, keys: Vec<(String, VerificationKey)>) {
@@ -249,6 +271,12 @@ impl JwksStore {
             self.token_cache.clear();
         }
         let usable = !keys.is_empty();
+        if usable {
+            *self
+                .refreshed_at
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now());
+        }
         for (kid, key) in keys {
             self.keys.insert(kid, Arc::new(key));
         }

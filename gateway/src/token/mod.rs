@@ -163,15 +163,26 @@ impl Verifier {
 
     /// Verifies `token`, answering from the cache when it was verified before.
     pub async fn verify(&self, token: &str) -> Result<Arc<Principal>, TokenError> {
-        let digest = cache::digest(token);
-        if let Some(principal) = self.cache.get(&digest) {
-            self.metrics.token_cache.with_label_values(&["hit"]).inc();
-            return Ok(principal);
+        match self.cached(token) {
+            Some(principal) => Ok(principal),
+            None => self.verify_fresh(token).await,
         }
+    }
+
+    /// The principal of `token` if it was verified before and is still remembered.
+    pub fn cached(&self, token: &str) -> Option<Arc<Principal>> {
+        let principal = self.cache.get(&cache::digest(token))?;
+        self.metrics.token_cache.with_label_values(&["hit"]).inc();
+        Some(principal)
+    }
+
+    /// Verifies a token that [`Self::cached`] did not know, and remembers it.
+    pub async fn verify_fresh(&self, token: &str) -> Result<Arc<Principal>, TokenError> {
         self.metrics.token_cache.with_label_values(&["miss"]).inc();
         let (principal, exp) = self.verify_uncached(token).await?;
         let principal = Arc::new(principal);
-        self.cache.insert(digest, Arc::clone(&principal), exp);
+        self.cache
+            .insert(cache::digest(token), Arc::clone(&principal), exp);
         Ok(principal)
     }
 
@@ -453,6 +464,7 @@ mod tests {
             jwks: None,
             leeway_seconds: 60,
             cache_capacity: 100,
+            cache_max_bytes: cache::DEFAULT_MAX_BYTES,
         }
     }
 

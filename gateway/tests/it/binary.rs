@@ -10,7 +10,10 @@ use common::config::GATEWAY_SIGNING_SECRET;
 use gateway::config::{BETTER_AUTH_SECRET, BETTER_AUTH_URL, TASK_SERVICE_URL};
 use serde_json::Value;
 
-use crate::support::processes::{GATEWAY_BINARY, binary_vars, serve, signal, wait_exit};
+use crate::support::clients::status_of;
+use crate::support::processes::{
+    GATEWAY_BINARY, assert_graceful_upgrade, binary_vars, serve, signal, wait_exit,
+};
 use crate::support::servers::EchoUpstream;
 use crate::support::tokens::{claims_for, hs256};
 use crate::support::{HMAC_SECRET, SIGNING_SECRET, eventually};
@@ -109,13 +112,6 @@ fn mint_token_prints_an_hs256_token() {
     assert!(String::from_utf8_lossy(&without_secret.stderr).contains(BETTER_AUTH_SECRET));
 }
 
-async fn status_of(client: &reqwest::Client, url: &str, token: &str) -> u16 {
-    match client.get(url).bearer_auth(token).send().await {
-        Ok(response) => response.status().as_u16(),
-        Err(_) => 0,
-    }
-}
-
 #[tokio::test]
 async fn healthcheck_asks_the_configured_admin_listener() {
     let upstream = EchoUpstream::start().await;
@@ -171,26 +167,5 @@ async fn graceful_upgrade_hands_over_the_listening_socket() {
     let dir = tempfile::tempdir().expect("temp dir");
     let sock = dir.path().join("upgrade.sock");
     let (vars, listen, _admin) = binary_vars(&upstream, &sock);
-    let mut old = serve(&vars, false);
-    let client = reqwest::Client::new();
-    let token = hs256(&claims_for("alice"));
-    let api = format!("http://{listen}/api/alice/tasks");
-    eventually("the old binary to serve", || async {
-        status_of(&client, &api, &token).await == 200
-    })
-    .await;
-
-    // The new binary waits on the upgrade socket for the old one's listeners.
-    let _new = serve(&vars, true);
-    eventually("the new binary to wait for the sockets", || async {
-        sock.exists()
-    })
-    .await;
-    signal(&old.child, "QUIT");
-    wait_exit(&mut old, Duration::from_secs(15)).await;
-    assert_eq!(
-        status_of(&client, &api, &token).await,
-        200,
-        "the new binary serves the same port"
-    );
+    assert_graceful_upgrade(&vars, listen, &sock).await;
 }

@@ -6,13 +6,14 @@ use std::sync::atomic::Ordering;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use futures::future::join_all;
-use gateway::config::{JWKS_MIN_REFETCH_MS, JWKS_REFRESH_SECONDS};
+use gateway::config::{JWKS_MAX_AGE_SECONDS, JWKS_MIN_REFETCH_MS, JWKS_REFRESH_SECONDS};
 use jsonwebtoken::Algorithm;
 use serde_json::{Value, json};
 
+use crate::support::clients::metric_value;
 use crate::support::servers::{EchoUpstream, JwksServer, echoed_headers};
 use crate::support::stack::TestGateway;
-use crate::support::tokens::{Ed25519Key, P521Key, better_auth_claims, sign_raw};
+use crate::support::tokens::{Ed25519Key, P521Key, better_auth_claims, sign_raw, with_claims};
 use crate::support::{eventually, now};
 
 /// A gateway configured with nothing but `BETTER_AUTH_URL` for tokens (plus `extra`).
@@ -308,4 +309,86 @@ async fn not_ready_until_the_jwks_is_loaded() {
     assert_eq!(gateway.readyz().await, 503);
     jwks.set_keys(vec![key.jwk()]);
     gateway.wait_ready().await;
+}
+
+async fn readyz_body(gateway: &TestGateway) -> (u16, Value) {
+    let response = gateway
+        .client
+        .get(gateway.admin_url("/readyz"))
+        .send()
+        .await
+        .expect("readyz");
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("JSON"))
+}
+
+#[tokio::test]
+async fn a_jwks_answer_without_usable_keys_keeps_the_held_keys_and_reports_their_age() {
+    let key = Ed25519Key::generate("ed-key");
+    let jwks = JwksServer::start(vec![key.jwk()]).await;
+    let upstream = EchoUpstream::start().await;
+    let gateway = better_auth_gateway(
+        &jwks,
+        &upstream,
+        &[(JWKS_REFRESH_SECONDS, "1"), (JWKS_MAX_AGE_SECONDS, "2")],
+    )
+    .await;
+    let claims = better_auth_claims(&jwks.base_url(), "alice");
+    let cached = key.sign(&claims);
+    assert_eq!(gateway.get("/api/alice/tasks", &cached).await.status(), 200);
+    assert_eq!(readyz_body(&gateway).await.1["jwks_stale"], Value::Null);
+
+    let unsupported = vec![
+        json!({"kty": "oct", "k": "c2VjcmV0LXNlY3JldC1zZWNyZXQ", "kid": "hmac", "alg": "HS256"}),
+        json!({"kty": "OKP", "crv": "Ed448", "x": "AAAA", "kid": "ed448", "alg": "EdDSA"}),
+    ];
+    let error = "gateway_jwks_refreshes_total{result=\"error\"}";
+    for (answer, keys) in [
+        ("an empty key set", vec![]),
+        ("only unsupported keys", unsupported),
+    ] {
+        jwks.set_keys(keys);
+        let failures = metric_value(&gateway.metrics().await, error);
+        eventually("a failed refresh to be counted", || async {
+            metric_value(&gateway.metrics().await, error) > failures
+        })
+        .await;
+        // The held key still verifies, both the cached token and one it has not seen.
+        assert_eq!(
+            gateway.get("/api/alice/tasks", &cached).await.status(),
+            200,
+            "{answer}"
+        );
+        let fresh = key.sign(&with_claims(claims.clone(), &json!({"jti": answer})));
+        assert_eq!(
+            gateway.get("/api/alice/tasks", &fresh).await.status(),
+            200,
+            "{answer}"
+        );
+        assert!(
+            gateway.metrics().await.contains("gateway_jwks_keys 1"),
+            "{answer}"
+        );
+    }
+
+    // Still ready (an auth outage must not take every replica out), but the keys are stale.
+    eventually("the keys to be reported stale", || async {
+        readyz_body(&gateway).await.1["jwks_stale"] == true
+    })
+    .await;
+    let (status, body) = readyz_body(&gateway).await;
+    assert_eq!(status, 200);
+    assert!(
+        body["jwks_age_seconds"]
+            .as_u64()
+            .is_some_and(|age| age >= 2),
+        "{body}"
+    );
+    assert!(metric_value(&gateway.metrics().await, "gateway_jwks_age_seconds") >= 2);
+
+    jwks.set_keys(vec![key.jwk()]);
+    eventually("a good refresh to make the keys fresh again", || async {
+        readyz_body(&gateway).await.1["jwks_stale"].is_null()
+    })
+    .await;
 }

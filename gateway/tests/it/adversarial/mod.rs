@@ -14,19 +14,27 @@
 //!   assignment).
 //! - [`hostile_bodies`]: malformed, nested, oversized and control-character bodies.
 //! - [`rate_limit`]: the per-user rate limit.
+//! - [`failed_tokens`]: floods of forged tokens, limited per client address.
+//! - [`pipelining`]: requests pipelined on one connection.
+//! - [`upgrade_socket`]: the graceful-upgrade socket on a host (the real binary).
+//! - [`logs`]: credentials in the logs of both tiers at `trace` (both real binaries).
 //!
 //! Every test ends with [`crate::support::stack::assert_still_serving`]: an attack that wedges the gateway
 //! fails the test that made it.
 
 mod claims;
+mod failed_tokens;
 mod headers;
 mod hostile_bodies;
+mod logs;
 mod paths;
+mod pipelining;
 mod rate_limit;
 mod slow_clients;
 mod smuggling;
 mod task_service;
 mod tokens;
+mod upgrade_socket;
 
 use serde_json::Value;
 

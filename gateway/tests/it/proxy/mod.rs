@@ -1,8 +1,9 @@
 //! The proxy against an echo upstream that reports exactly what it received. This module:
 //! identity forwarding, header spoofing, path tricks, the route table and request ids; token
-//! refusals, CORS and upstream failures are in the submodules. Tokens here are HS256 with the
-//! shared secret.
+//! refusals, CORS, upstream failures and the `Cache-Control` of the gateway's own replies are in
+//! the submodules. Tokens here are HS256 with the shared secret.
 
+mod cache_control;
 mod cors;
 mod refusals;
 mod upstream;

@@ -201,3 +201,19 @@ impl<'a> User<'a> {
         response.text().await.expect("list body")
     }
 }
+
+/// The status of `GET url` with `token` as bearer; 0 when there was no answer.
+pub async fn status_of(client: &reqwest::Client, url: &str, token: &str) -> u16 {
+    match client.get(url).bearer_auth(token).send().await {
+        Ok(response) => response.status().as_u16(),
+        Err(_) => 0,
+    }
+}
+
+/// The value of the Prometheus `series` (name and labels, as exposed) in `text`; 0 when absent.
+pub fn metric_value(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(0)
+}

@@ -8,8 +8,11 @@ use std::time::{Duration, Instant};
 use common::telemetry::RUST_LOG;
 use gateway::config::{GATEWAY_ADMIN_LISTEN, GATEWAY_LISTEN, GATEWAY_UPGRADE_SOCK};
 
+use super::clients::status_of;
+use super::eventually;
 use super::servers::EchoUpstream;
 use super::stack::TestGateway;
+use super::tokens::{claims_for, hs256};
 
 /// The `gateway` executable Cargo built for these tests.
 pub const GATEWAY_BINARY: &str = env!("CARGO_BIN_EXE_gateway");
@@ -55,11 +58,18 @@ pub fn serve_logging_to(vars: &[(String, String)], upgrade: bool, log: impl Into
 }
 
 /// The environment of a `gateway` binary in front of `upstream` (HS256 secret), listening on
-/// fresh ports, with its upgrade socket at `sock`; and the two addresses.
+/// fresh ports, with its upgrade socket at `sock` (its directory made private, 0700); and the
+/// two addresses.
 pub fn binary_vars(
     upstream: &EchoUpstream,
     sock: &Path,
 ) -> (Vec<(String, String)>, SocketAddr, SocketAddr) {
+    // The gateway refuses an upgrade socket in a directory others can enter.
+    if let Some(dir) = sock.parent() {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .expect("a private upgrade-socket directory");
+    }
     let (listen, admin) = (free_port(), free_port());
     let vars = TestGateway::builder(&upstream.url())
         .shared_secret()
@@ -108,4 +118,32 @@ pub fn installed(program: &str, test: &str) -> bool {
         eprintln!("SKIPPED {test}: {program} is not installed");
     }
     found
+}
+
+/// A graceful upgrade of the binary configured by `vars` (public listener `listen`, upgrade
+/// socket `sock`): the old process serves, a new one started with `--upgrade` waits on `sock`,
+/// SIGQUIT hands the listening socket over, and the new process serves the same port.
+pub async fn assert_graceful_upgrade(vars: &[(String, String)], listen: SocketAddr, sock: &Path) {
+    let mut old = serve(vars, false);
+    let client = reqwest::Client::new();
+    let token = hs256(&claims_for("alice"));
+    let api = format!("http://{listen}/api/alice/tasks");
+    eventually("the old binary to serve", || async {
+        status_of(&client, &api, &token).await == 200
+    })
+    .await;
+
+    // The new binary waits on the upgrade socket for the old one's listeners.
+    let _new = serve(vars, true);
+    eventually("the new binary to wait for the sockets", || async {
+        sock.exists()
+    })
+    .await;
+    signal(&old.child, "QUIT");
+    wait_exit(&mut old, Duration::from_secs(15)).await;
+    assert_eq!(
+        status_of(&client, &api, &token).await,
+        200,
+        "the new binary serves the same port"
+    );
 }

@@ -1,0 +1,150 @@
+//! Masking credentials in log lines, whichever crate wrote them.
+//!
+//! Our own log lines never carry a token, a cookie, an assertion or a secret, but the libraries
+//! underneath do at their most verbose levels: pingora logs whole request heads at `trace`
+//! (`Authorization`, `Cookie`, `X-Gateway-Assertion` included), and hyper and h2 dump what they
+//! read. Every formatted line passes through [`Redactor::redact`] on its way out, which masks:
+//!
+//! - the value of a `Cookie`, `Set-Cookie`, `Authorization`, `Proxy-Authorization` or
+//!   `X-Gateway-Assertion` header, in any letter case, as `name: value`, `"name": "value"` or
+//!   JSON-escaped inside a message;
+//! - anything after `Bearer ` and anything shaped like a JWT (`eyJ…` segments joined by dots);
+//! - the HMAC of a gateway assertion (`v1=<hex>`) and any run of 64 hex digits (an HMAC-SHA256
+//!   seen without its `v1=`);
+//! - the exact values of the configured secrets.
+
+use std::borrow::Cow;
+use std::sync::LazyLock;
+
+use regex::{Captures, Regex};
+
+/// What replaces a masked value.
+pub const MASK: &str = "[REDACTED]";
+
+static CREDENTIALS: LazyLock<Regex> = LazyLock::new(|| {
+    // One pass, leftmost-first: a header name with its value, a bearer token, a JWT, an
+    // assertion's HMAC, a bare SHA-256-sized hex run. A header value ends at a quote, a
+    // backslash (the start of an escaped quote or `\r\n`) or the end of the line.
+    Regex::new(
+        r#"(?ix)
+        (?P<name>set-cookie|cookie|proxy-authorization|authorization|x-gateway-assertion)
+            (?P<sep>\\?"?\s*[:=]\s*\\?"?)[^"\\\r\n]*
+        | (?P<bearer>bearer)(?:\s|%20|\+)+[a-z0-9._~+/-]+=*
+        | eyJ[a-z0-9_-]*(?:\.[a-z0-9_-]*){1,2}
+        | v1=[0-9a-f]+
+        | \b[0-9a-f]{64}\b
+        "#,
+    )
+    .unwrap_or_else(|err| unreachable!("the credential pattern is valid: {err}"))
+});
+
+/// Masks credentials and the given secrets in text.
+#[derive(Clone, Default)]
+pub struct Redactor {
+    secrets: Vec<String>,
+}
+
+impl std::fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Redactor({} secrets)", self.secrets.len())
+    }
+}
+
+impl Redactor {
+    /// A redactor that also masks each of `secrets` (empty ones are ignored).
+    pub fn new(secrets: impl IntoIterator<Item = String>) -> Self {
+        let mut secrets: Vec<String> = secrets.into_iter().filter(|s| !s.is_empty()).collect();
+        // Longest first, so a secret containing another is masked whole.
+        secrets.sort_by_key(|secret| std::cmp::Reverse(secret.len()));
+        Self { secrets }
+    }
+
+    /// `text` with every credential and secret masked; borrowed when there was none.
+    pub fn redact<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        let mut text = CREDENTIALS.replace_all(text, |caps: &Captures<'_>| {
+            if let (Some(name), Some(sep)) = (caps.name("name"), caps.name("sep")) {
+                format!("{}{}{MASK}", name.as_str(), sep.as_str())
+            } else if let Some(bearer) = caps.name("bearer") {
+                format!("{} {MASK}", bearer.as_str())
+            } else {
+                MASK.to_owned()
+            }
+        });
+        for secret in &self.secrets {
+            if text.contains(secret.as_str()) {
+                text = Cow::Owned(text.replace(secret.as_str(), MASK));
+            }
+        }
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const JWT: &str = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLXNpZ25hdHVyZQ";
+
+    fn redact(text: &str) -> String {
+        Redactor::new(["a-configured-secret-value".to_owned()])
+            .redact(text)
+            .into_owned()
+    }
+
+    #[test]
+    fn header_values_are_masked_in_every_shape() {
+        for (line, kept) in [
+            ("cookie: session=abc123\r\nhost: x", "host: x"),
+            (
+                r#"{"Cookie": "session=abc123", "host": "x"}"#,
+                r#""host": "x""#,
+            ),
+            (
+                r#"message":"headers: {\"cookie\": \"session=abc123\", \"host\": \"x\"}"#,
+                r#"\"host\": \"x\""#,
+            ),
+            (
+                "Set-Cookie: session=abc123; HttpOnly",
+                "Set-Cookie: [REDACTED]",
+            ),
+            (
+                "authorization: Basic YWxpY2U6c2VjcmV0",
+                "authorization: [REDACTED]",
+            ),
+            (
+                "x-gateway-assertion: t=1,v1=0123abcd\\r\\nhost",
+                "\\r\\nhost",
+            ),
+        ] {
+            let masked = redact(line);
+            for secret in ["abc123", "YWxpY2U6c2VjcmV0", "0123abcd"] {
+                assert!(!masked.contains(secret), "{line} -> {masked}");
+            }
+            assert!(masked.contains(kept), "{line} -> {masked}");
+            assert!(masked.contains(MASK), "{line} -> {masked}");
+        }
+    }
+
+    #[test]
+    fn tokens_hmacs_and_secrets_are_masked_anywhere() {
+        let hmac = "ab".repeat(32);
+        for line in [
+            format!("Bearer {JWT}"),
+            format!("got token {JWT} from client"),
+            format!("t=1796134481,v1={hmac}"),
+            format!("digest {hmac} end"),
+            "the secret is a-configured-secret-value!".to_owned(),
+        ] {
+            let masked = redact(&line);
+            for secret in [JWT, &JWT[..20], &hmac, "a-configured-secret-value"] {
+                assert!(!masked.contains(secret), "{line} -> {masked}");
+            }
+        }
+    }
+
+    #[test]
+    fn ordinary_lines_are_left_alone() {
+        let line = r#"{"level":"INFO","route":"/api/{user_id}/tasks","status":200,"request_id":"0b9f2c1e-7d2a-4c55-9e35-0a6f8c3b2d10"}"#;
+        assert!(matches!(Redactor::default().redact(line), Cow::Borrowed(_)));
+    }
+}
