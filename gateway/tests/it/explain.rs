@@ -1,5 +1,5 @@
 //! `POST /explain` on the admin listener: the decision the proxy takes, and why, for each kind of
-//! request; never the token's signature; only with the admin token.
+//! request (a revoked session too); never the token's signature; only with the admin token.
 
 use serde_json::{Value, json};
 
@@ -9,7 +9,7 @@ use crate::support::now;
 use crate::support::servers::EchoUpstream;
 use crate::support::stack::TestGateway;
 use crate::support::tokens::{Ed25519Key, better_auth_claims, claims_for, hs256, with_claims};
-use gateway::config::GATEWAY_ADMIN_TOKEN;
+use gateway::config::{GATEWAY_ADMIN_TOKEN, REVOCATION_FILE};
 
 /// A request to explain and send: method, path and bearer token.
 type Request<'a> = (&'a str, &'a str, Option<&'a str>);
@@ -403,4 +403,53 @@ async fn explain_is_not_served_without_an_admin_token() {
         let (status, _) = explain_as(&gateway, admin, &body).await;
         assert_eq!(status, 404, "{admin:?}");
     }
+}
+
+#[tokio::test]
+async fn a_revoked_session_is_explained_as_the_proxy_refuses_it() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let file = data.path().join("revocations.json");
+    let file = file.to_str().expect("utf-8 path");
+    let stack = Arena::start(&[(GATEWAY_ADMIN_TOKEN, ADMIN_TOKEN), (REVOCATION_FILE, file)]).await;
+    let base = stack.jwks.base_url();
+    let session = |sid: &str| {
+        stack.key.sign(&with_claims(
+            better_auth_claims(&base, "alice"),
+            &json!({ "sid": sid }),
+        ))
+    };
+    let (signed_out, other) = (session("session-1"), session("session-2"));
+    let tasks = "/api/alice/tasks";
+    assert_explained(
+        &stack,
+        ("GET", tasks, Some(&signed_out)),
+        (None, None),
+        None,
+    )
+    .await;
+
+    let revoked = stack
+        .gateway
+        .client
+        .post(stack.gateway.admin_url("/revocations"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({ "sid": "session-1" }))
+        .send()
+        .await
+        .expect("admin reachable");
+    assert_eq!(revoked.status(), 204);
+
+    let answer = assert_explained(
+        &stack,
+        ("GET", tasks, Some(&signed_out)),
+        (Some(401), Some("revoked")),
+        Some("revocation"),
+    )
+    .await;
+    // Every check before the revocation passed: the token itself is genuine.
+    for check in ["signature", "claims.exp", "claims.sub"] {
+        assert_eq!(outcome(&answer, check), "pass", "{check}: {answer}");
+    }
+    let other = assert_explained(&stack, ("GET", tasks, Some(&other)), (None, None), None).await;
+    assert_eq!(outcome(&other, "revocation"), "pass", "{other}");
 }
