@@ -13,9 +13,9 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use common::clock::now_unix;
+use common::clock::{now_unix, now_unix_millis};
 use futures::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Client, RedisError};
@@ -51,14 +51,6 @@ pub fn key(target: &Target) -> String {
         Target::Token(jti) => format!("{KEY_PREFIX}jti:{jti}"),
         Target::User { sub, .. } => format!("{KEY_PREFIX}sub:{sub}"),
     }
-}
-
-fn now_millis() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| {
-            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
-        })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -256,7 +248,7 @@ impl RedisStore {
             return;
         };
         if let Some(published) = stored.published_at_ms {
-            let lag = now_millis().saturating_sub(published);
+            let lag = now_unix_millis().saturating_sub(published);
             #[allow(clippy::cast_precision_loss)]
             revocations
                 .metrics
@@ -300,7 +292,7 @@ async fn write_entries(
     entries: &[Revocation],
 ) -> Result<(), RedisError> {
     let mut pipeline = redis::pipe();
-    let published_at_ms = now_millis();
+    let published_at_ms = now_unix_millis();
     for revocation in entries {
         let stored = StoredRevocation::from(revocation);
         let value = serde_json::to_string(&stored).map_err(|err| {
