@@ -11,6 +11,9 @@
 //!   variable.
 //! - [`telemetry`]: logging set-up (env filter, JSON or plain output, the `log` bridge), with
 //!   [`redact`] masking credentials in every line.
+//! - [`trace_context`]: the W3C `traceparent`/`tracestate` both tiers continue or start, and the
+//!   trace a request belongs to.
+//! - [`tracing_export`]: exporting spans over OTLP/HTTP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
 //! - [`healthcheck`]: the `healthcheck` subcommand's probe of a service's own listener.
 //!
 //! This crate depends on neither axum nor pingora, so both tiers can use it.
@@ -24,3 +27,5 @@ pub mod healthcheck;
 pub mod metrics;
 pub mod redact;
 pub mod telemetry;
+pub mod trace_context;
+pub mod tracing_export;

@@ -4,7 +4,7 @@
 //!
 //! Both tiers write one access-log line per request (target `gateway::access` or `access`) with
 //! the same field names: `method`, `route` (the route template, never a concrete path),
-//! `status` and `latency_ms`.
+//! `status`, `latency_ms` and `trace_id` (see [`crate::trace_context`]).
 //!
 //! No level may print a credential, also not the libraries' own records at `trace`: every line
 //! passes through a [`Redactor`] (header values of `Cookie`, `Authorization` and the assertion,
@@ -16,12 +16,15 @@ use std::io::Write;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::Directive;
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::config::{ConfigError, Env, GATEWAY_SIGNING_SECRET, GATEWAY_SIGNING_SECRET_PREVIOUS};
 use crate::redact::Redactor;
+use crate::tracing_export::{SPAN_TARGET, TraceExport};
 
 /// Crates whose `trace` records are raw bytes or protocol frames (header blocks included): they
 /// log at most at `debug`.
@@ -146,33 +149,57 @@ impl Drop for RedactedLine {
     }
 }
 
-/// The filter: `RUST_LOG`'s directives, then the caps on [`CAPPED_TARGETS`], which override a
-/// directive naming the same target.
+/// The log filter: `RUST_LOG`'s directives, then the caps on [`CAPPED_TARGETS`], which override
+/// a directive naming the same target, and [`SPAN_TARGET`] off: exported spans never reach a log
+/// line.
 fn filter(directives: &str) -> EnvFilter {
     let mut filter = EnvFilter::try_new(directives).unwrap_or_else(|_| EnvFilter::new("info"));
-    for target in CAPPED_TARGETS {
-        if let Ok(cap) = format!("{target}=debug").parse::<Directive>() {
+    let caps = CAPPED_TARGETS
+        .iter()
+        .map(|target| format!("{target}=debug"))
+        .chain([format!("{SPAN_TARGET}=off")]);
+    for cap in caps {
+        if let Ok(cap) = cap.parse::<Directive>() {
             filter = filter.add_directive(cap);
         }
     }
     filter
 }
 
-/// Installs the global subscriber. A second call does nothing, so tests may call it freely.
-pub fn init(settings: &LogSettings) {
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter(&settings.filter))
-        .with_writer(RedactedStderr {
-            redactor: Arc::new(settings.redactor.clone()),
-        });
-    let _already_set = match settings.format {
-        LogFormat::Json => builder
+/// Installs the global subscriber, with the span exporter's layer when `export` is given. A
+/// second call does nothing, so tests may call it freely.
+pub fn init(settings: &LogSettings, export: Option<&TraceExport>) {
+    let writer = RedactedStderr {
+        redactor: Arc::new(settings.redactor.clone()),
+    };
+    let Some(export) = export else {
+        // Without an exporter, the one filter is global: the exported spans' callsites are off.
+        let builder = tracing_subscriber::fmt()
+            .with_env_filter(filter(&settings.filter))
+            .with_writer(writer);
+        let _already_set = match settings.format {
+            LogFormat::Json => builder
+                .json()
+                .flatten_event(true)
+                .with_current_span(false)
+                .try_init(),
+            LogFormat::Plain => builder.try_init(),
+        };
+        return;
+    };
+    let output = match settings.format {
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .with_writer(writer)
             .json()
             .flatten_event(true)
             .with_current_span(false)
-            .try_init(),
-        LogFormat::Plain => builder.try_init(),
+            .boxed(),
+        LogFormat::Plain => tracing_subscriber::fmt::layer().with_writer(writer).boxed(),
     };
+    let _already_set = tracing_subscriber::registry()
+        .with(output.with_filter(filter(&settings.filter)))
+        .with(export.layer())
+        .try_init();
 }
 
 /// For tests: logs only when `TEST_LOG` is set (plain output, filter from `RUST_LOG`), so test
@@ -180,11 +207,12 @@ pub fn init(settings: &LogSettings) {
 pub fn init_for_tests() {
     if std::env::var_os(TEST_LOG).is_some() {
         let filter = std::env::var(RUST_LOG).unwrap_or_else(|_| "debug".to_owned());
-        init(&LogSettings {
+        let settings = LogSettings {
             filter,
             format: LogFormat::Plain,
             redactor: Redactor::default(),
-        });
+        };
+        init(&settings, None);
     }
 }
 
@@ -219,6 +247,11 @@ mod tests {
             assert!(shown.contains(&format!("{target}=debug")), "{shown}");
         }
         assert!(!shown.contains("hyper=trace"), "{shown}");
+        assert!(
+            filter("trace")
+                .to_string()
+                .contains(&format!("{SPAN_TARGET}=off"))
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use common::config::{Env, exit_on_error};
 use common::healthcheck;
 use common::telemetry::{self, LogSettings};
+use common::tracing_export::TraceExport;
 use gateway::mint::{MintRequest, mint_token, parse_ttl};
 use gateway::upgrade_socket;
 use gateway::{Config, Gateway};
@@ -61,9 +62,14 @@ fn main() -> ExitCode {
         config.upgrade_sock.as_deref(),
         cli.upgrade,
     ));
-    telemetry::init(&exit_on_error(LogSettings::from_env(&env)));
+    let export = exit_on_error(config.tracing.as_ref().map(TraceExport::start).transpose());
+    telemetry::init(&exit_on_error(LogSettings::from_env(&env)), export.as_ref());
     let result =
         Gateway::build(&config).and_then(|gateway| gateway.run_server(&config, cli.upgrade));
+    // The server has stopped (SIGTERM, SIGINT or an upgrade): send the spans still queued.
+    if let Some(export) = export {
+        export.shutdown();
+    }
     if let Err(err) = result {
         eprintln!("error: gateway failed: {err}");
         return ExitCode::FAILURE;

@@ -1,6 +1,7 @@
 //! The service's configuration, read once from the environment at start, and the names of the
-//! variables it reads. The gateway signing secrets (`common::config`) and the log settings
-//! (`common::telemetry`) are read by the code shared with the gateway, under the same names.
+//! variables it reads. The gateway signing secrets (`common::config`), the log settings
+//! (`common::telemetry`) and the span export (`common::tracing_export`) are read by the code
+//! shared with the gateway, under the same names.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -9,6 +10,7 @@ use std::time::Duration;
 use common::assertion::AssertionVerifier;
 use common::config::{ConfigError, Env};
 use common::telemetry::LogSettings;
+use common::tracing_export::ExportSettings;
 
 use crate::store::{DatabaseLimits, DatabaseOptions};
 
@@ -44,6 +46,9 @@ pub struct Config {
     pub listen: SocketAddr,
     /// `RUST_LOG` and `LOG_FORMAT`.
     pub log: LogSettings,
+    /// Where spans are exported (`OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_SERVICE_NAME`, by default
+    /// `task-service`); `None` when they are not.
+    pub tracing: Option<ExportSettings>,
 }
 
 impl Config {
@@ -63,6 +68,7 @@ impl Config {
             verifier: common::config::assertion_verifier(env)?,
             listen: env.parse_or(TASK_SERVICE_LISTEN, default_listen)?,
             log: LogSettings::from_env(env)?,
+            tracing: ExportSettings::from_env(env, "task-service")?,
         })
     }
 }
@@ -99,6 +105,7 @@ impl fmt::Debug for Config {
             .field("verifier", &self.verifier)
             .field("listen", &self.listen)
             .field("log", &self.log)
+            .field("tracing", &self.tracing)
             .finish()
     }
 }

@@ -6,6 +6,7 @@
 use std::process::ExitCode;
 
 use common::config::{Env, exit_on_error};
+use common::tracing_export::TraceExport;
 use task_service::Config;
 use task_service::config::TASK_SERVICE_LISTEN;
 use tokio::net::TcpListener;
@@ -16,7 +17,8 @@ async fn main() -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some("healthcheck") {
         return common::healthcheck::run(config.listen, "/readyz");
     }
-    common::telemetry::init(&config.log);
+    let export = exit_on_error(config.tracing.as_ref().map(TraceExport::start).transpose());
+    common::telemetry::init(&config.log, export.as_ref());
     let listener = match TcpListener::bind(config.listen).await {
         Ok(listener) => listener,
         Err(err) => {
@@ -27,7 +29,13 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match task_service::run(listener, config, shutdown_signal()).await {
+    let served = task_service::run(listener, config, shutdown_signal()).await;
+    // Every request has been answered: send the spans still queued. The exporter blocks, so off
+    // the runtime's threads.
+    if let Some(export) = export {
+        let _ = tokio::task::spawn_blocking(move || export.shutdown()).await;
+    }
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err}");

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use common::assertion::SigningSecret;
 use common::config::{ConfigError, Env, signing_secret};
+use common::tracing_export::ExportSettings;
 use reqwest::Url;
 use secrecy::{ExposeSecret, SecretString};
 
@@ -119,6 +120,9 @@ pub struct Config {
     pub admin_token: Option<SecretString>,
     /// Sign-out: the entries' lifetime and the store.
     pub revocation: RevocationConfig,
+    /// Where spans are exported (`OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_SERVICE_NAME`, by default
+    /// `gateway`); `None` when they are not.
+    pub tracing: Option<ExportSettings>,
 }
 
 /// The public listener's certificate and key files, re-read when they change.
@@ -218,6 +222,7 @@ impl Config {
             admin_token: admin_token(env)?,
             revocation: RevocationConfig::from_env(env)?,
             client_limit: crate::client_limit::ClientLimitConfig::from_env(env)?,
+            tracing: ExportSettings::from_env(env, "gateway")?,
         })
     }
 }
