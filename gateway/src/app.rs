@@ -134,6 +134,7 @@ impl Gateway {
             rate_limit,
             revocations: Arc::clone(&revocations),
             failed_token_limit: FailedTokenLimit::new(&config.client_limit),
+            exporting: config.tracing.is_some(),
         };
         let admin = AdminApp {
             readiness: Readiness {

@@ -1,6 +1,7 @@
 //! The request head the task service receives: the client's head with every identity claim,
-//! credential and method/URL override removed, then the verified identity, the request id and
-//! the signed assertion set.
+//! credential and method/URL override removed, then the verified identity, the request id, the
+//! trace context (the client's `traceparent` replaced by the gateway's hop) and the signed
+//! assertion set.
 //!
 //! [`rewrite`] runs in `upstream_request_filter`, after pingora's hop-by-hop sanitiser, so a
 //! `Connection: x-user-id` from the client can only remove the client's own header, never the
@@ -10,7 +11,9 @@ use common::assertion::{AssertedRequest, SigningSecret, sign};
 use common::headers::{
     CLIENT_IDENTITY_HEADERS, GATEWAY_ASSERTION, REQUEST_ID, USER_EMAIL, USER_ID,
 };
+use common::trace_context::{TRACEPARENT, TRACESTATE, TraceParent};
 use http::{HeaderValue, header};
+use opentelemetry::trace::TraceState;
 use pingora::http::RequestHeader;
 
 use crate::token::Principal;
@@ -40,6 +43,10 @@ pub struct Forwarded<'a> {
     pub target: &'a str,
     pub principal: &'a Principal,
     pub request_id: &'a str,
+    /// The task service's parent in the trace.
+    pub trace: TraceParent,
+    /// The `tracestate` that came with a continued trace.
+    pub trace_state: Option<&'a TraceState>,
     /// Signs the assertion.
     pub secret: &'a SigningSecret,
     /// The assertion's time, in Unix seconds.
@@ -55,6 +62,8 @@ pub fn rewrite(request: &mut RequestHeader, forwarded: &Forwarded<'_>) -> pingor
     request.remove_header(&header::AUTHORIZATION);
     request.remove_header(&header::COOKIE);
     request.remove_header(REQUEST_ID);
+    request.remove_header(TRACEPARENT);
+    request.remove_header(TRACESTATE);
     request.set_raw_path(forwarded.target.as_bytes())?;
 
     let principal = forwarded.principal;
@@ -66,6 +75,10 @@ pub fn rewrite(request: &mut RequestHeader, forwarded: &Forwarded<'_>) -> pingor
         }
     }
     request.insert_header(REQUEST_ID, forwarded.request_id)?;
+    request.insert_header(TRACEPARENT, forwarded.trace.to_string())?;
+    if let Some(state) = forwarded.trace_state {
+        request.insert_header(TRACESTATE, state.header())?;
+    }
     let assertion = sign(
         forwarded.secret,
         forwarded.now_unix,
@@ -91,7 +104,18 @@ mod tests {
         SigningSecret::new("a-signing-secret-of-at-least-32-bytes!").expect("secret")
     }
 
+    /// The gateway's hop in the trace the task service continues.
+    const HOP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-b7ad6b7169203331-01";
+
     fn rewritten(headers: &[(&str, &str)], email: Option<&str>) -> RequestHeader {
+        rewritten_in_trace(headers, email, None)
+    }
+
+    fn rewritten_in_trace(
+        headers: &[(&str, &str)],
+        email: Option<&str>,
+        trace_state: Option<&TraceState>,
+    ) -> RequestHeader {
         let mut request =
             RequestHeader::build("PUT", b"/api/alice/tasks/7?x=1", None).expect("request head");
         for (name, value) in headers {
@@ -111,6 +135,8 @@ mod tests {
             target: "/api/alice/tasks/7?x=1",
             principal: &principal,
             request_id: "req-1",
+            trace: TraceParent::parse(HOP.as_bytes()).expect("traceparent"),
+            trace_state,
             secret: &secret,
             now_unix: NOW,
         };
@@ -188,5 +214,25 @@ mod tests {
         let request = rewritten(&[], Some("alice\n@example.com"));
         assert!(values(&request, USER_EMAIL).is_empty());
         assert_eq!(values(&request, USER_ID), [b"alice"]);
+    }
+
+    #[test]
+    fn the_trace_context_is_the_gateways() {
+        let client = [
+            (
+                "traceparent",
+                "00-11111111111111111111111111111111-2222222222222222-01",
+            ),
+            ("traceparent", "garbage"),
+            ("tracestate", "client=chosen"),
+        ];
+        let request = rewritten(&client, None);
+        assert_eq!(values(&request, TRACEPARENT), [HOP.as_bytes()]);
+        assert!(values(&request, TRACESTATE).is_empty());
+
+        let state: TraceState = "congo=t61rcWkgMzE".parse().expect("tracestate");
+        let request = rewritten_in_trace(&client, None, Some(&state));
+        assert_eq!(values(&request, TRACEPARENT), [HOP.as_bytes()]);
+        assert_eq!(values(&request, TRACESTATE), [b"congo=t61rcWkgMzE"]);
     }
 }

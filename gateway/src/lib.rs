@@ -14,6 +14,8 @@
 //! - [`cors`]: browser access.
 //! - [`proxy`]: the `ProxyHttp` implementation, one method per pingora phase.
 //! - [`forward`]: the request head the task service receives (identity, request id, assertion).
+//! - [`trace_context`]: the request's trace: the `traceparent` passed on, and the spans when
+//!   exporting.
 //! - [`failure`]: how upstream failures are answered (JSON 502/503/504).
 //! - [`tls`]: the public listener's certificate, reloaded when its files change.
 //! - [`upstream`]: task-service replicas, health checks and load balancing.
@@ -43,6 +45,7 @@ pub mod rate_limit;
 pub mod revocation;
 pub mod tls;
 pub mod token;
+pub mod trace_context;
 pub mod upgrade_socket;
 pub mod upstream;
 

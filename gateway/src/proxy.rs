@@ -7,7 +7,8 @@
 //! - `upstream_request_filter`: the head the task service receives ([`crate::forward`]).
 //! - `response_filter`: CORS headers and the request id on proxied replies.
 //! - `fail_to_proxy`: JSON 502/503/504 ([`crate::failure`]) instead of pingora's bare default.
-//! - `logging`: metrics and one JSON access-log line per request.
+//! - `logging`: metrics and one JSON access-log line per request, with its trace id
+//!   ([`crate::trace_context`]).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::{HttpPeer, Peer};
 use pingora::{Error, ErrorType};
+use tracing::Instrument;
 
 use crate::authorize::{Decision, Denial, authorize};
 use crate::client_limit::FailedTokenLimit;
@@ -36,6 +38,7 @@ use crate::path::RouteName;
 use crate::rate_limit::UserRateLimit;
 use crate::revocation::Revocations;
 use crate::token::{Principal, Verifier};
+use crate::trace_context::GatewayTrace;
 use crate::upstream::Upstreams;
 
 /// The proxy: shared by every request.
@@ -51,6 +54,9 @@ pub struct GatewayProxy {
     pub(crate) revocations: Arc<Revocations>,
     /// Failed verifications per client address, unless `FAILED_AUTH_PER_ADDRESS_PER_MINUTE=0`.
     pub(crate) failed_token_limit: Option<Arc<FailedTokenLimit>>,
+    /// Whether spans are exported (`OTEL_EXPORTER_OTLP_ENDPOINT`): without, a request creates
+    /// none, and its trace context is only passed on and logged.
+    pub(crate) exporting: bool,
 }
 
 /// What one request has learned so far.
@@ -71,6 +77,8 @@ pub struct RequestCtx {
     unreachable: Vec<SocketAddr>,
     upstream_started: Option<Instant>,
     upstream_error: Option<&'static str>,
+    /// The request's trace, from `request_filter` on.
+    trace: Option<GatewayTrace>,
 }
 
 impl GatewayProxy {
@@ -184,6 +192,7 @@ impl ProxyHttp for GatewayProxy {
             unreachable: Vec::new(),
             upstream_started: None,
             upstream_error: None,
+            trace: None,
         }
     }
 
@@ -210,10 +219,16 @@ impl ProxyHttp for GatewayProxy {
         let request = session.req_header();
         ctx.request_id = request_id(&request.headers);
         ctx.origin = self.cors.allowed_origin(request);
+        let trace = ctx
+            .trace
+            .insert(GatewayTrace::start(request, self.exporting));
         let decision = authorize(
             request,
             ctx.origin.is_some(),
-            |token| self.verify(peer, request, token),
+            |token| {
+                self.verify(peer, request, token)
+                    .instrument(trace.verify_span())
+            },
             |principal| self.revocations.is_revoked(principal),
             |principal| {
                 self.rate_limit
@@ -255,6 +270,9 @@ impl ProxyHttp for GatewayProxy {
         };
         ctx.upstream = Some(address);
         ctx.upstream_started = Some(Instant::now());
+        if let Some(trace) = &mut ctx.trace {
+            trace.start_upstream();
+        }
         Ok(Box::new(self.upstreams.peer(address)))
     }
 
@@ -284,14 +302,17 @@ impl ProxyHttp for GatewayProxy {
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
-        let Some(principal) = &ctx.principal else {
+        let (Some(principal), Some(trace)) = (&ctx.principal, &ctx.trace) else {
             // request_filter only lets verified requests through; fail closed regardless.
             return Error::e_explain(ErrorType::InternalError, "no verified principal");
         };
+        let (trace, trace_state) = trace.upstream_context();
         let forwarded = Forwarded {
             target: &ctx.forwarded_target,
             principal,
             request_id: &ctx.request_id,
+            trace,
+            trace_state,
             secret: &self.signing_secret,
             now_unix: now_unix(),
         };
@@ -371,9 +392,14 @@ impl ProxyHttp for GatewayProxy {
         let method = method_label(&session.req_header().method);
         let elapsed = ctx.started.elapsed();
         self.metrics.http.observe(route, method, status, elapsed);
+        let trace_id = ctx.trace.as_mut().map(|trace| {
+            trace.finish(route, status, ctx.denial, ctx.upstream_error);
+            trace.trace_id()
+        });
         tracing::info!(
             target: "gateway::access",
             request_id = %ctx.request_id,
+            trace_id = trace_id.map(tracing::field::display),
             method = %session.req_header().method,
             route,
             status,
