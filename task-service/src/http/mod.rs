@@ -1,5 +1,6 @@
 //! The HTTP surface: the router, its shared state, the fallbacks that keep every reply JSON, and
-//! the middleware that gives each request an id, a metrics sample and an access-log line.
+//! the middleware that gives each request an id, a place in its trace, a metrics sample and an
+//! access-log line.
 
 mod auth;
 mod error;
@@ -7,6 +8,7 @@ mod extract;
 mod health;
 mod openapi;
 mod tasks;
+mod trace;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -99,8 +101,9 @@ pub fn router(state: AppState) -> Result<Router, serde_json::Error> {
     Ok(router)
 }
 
-/// Gives the request an id (the gateway's, or a new one), runs it inside a span carrying that
-/// id, then records its metrics, writes one access-log line and returns the id to the client.
+/// Gives the request an id (the gateway's, or a new one) and a trace ([`trace`]: the gateway's,
+/// or a new one), runs it inside a span carrying that id, then records its metrics, writes one
+/// access-log line with both and returns the id to the client.
 /// Every reply, success or error, from a handler, an extractor or a fallback, says
 /// `Cache-Control: no-store`: most carry a user's tasks, and no cache between the tiers or in a
 /// browser may keep them.
@@ -113,11 +116,25 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
     let method = method_label(request.method());
     let route = route_label(request.extensions().get::<MatchedPath>());
     let path = request.uri().path().to_owned();
+    // Each gateway probes every replica every second: at info those lines would bury the rest,
+    // and as traces (with the scrapes) the requests.
+    let probe = matches!(route.as_str(), "/healthz" | "/readyz");
+    let trace = trace::start(
+        request.headers(),
+        method,
+        &route,
+        probe || route == "/metrics",
+    );
     let span = tracing::info_span!("request", request_id = %request_id);
-    let mut response = next.run(request).instrument(span.clone()).await;
+    let mut response = next
+        .run(request)
+        .instrument(trace::handler_span(&trace))
+        .instrument(span.clone())
+        .await;
 
     let elapsed = started.elapsed();
     let status = response.status();
+    trace::finish(&trace, status.as_u16());
     let metrics = state.metrics();
     metrics
         .http
@@ -133,12 +150,12 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
                     path,
                     status = status.as_u16(),
                     latency_ms = elapsed.as_secs_f64() * 1000.0,
+                    trace_id = %trace.trace_id(),
                     "request"
                 )
             };
         }
-        // Each gateway probes every replica every second: at info those lines would bury the rest.
-        if matches!(route.as_str(), "/healthz" | "/readyz") {
+        if probe {
             access_line!(tracing::Level::DEBUG);
         } else {
             access_line!(tracing::Level::INFO);

@@ -22,6 +22,7 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use common::config::ConfigError;
+use common::tracing_export::SPAN_TARGET;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
@@ -106,6 +107,14 @@ pub enum Backend {
 }
 
 impl Backend {
+    /// The backend's name in OpenTelemetry's `db.system.name`.
+    pub fn system_name(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgresql",
+        }
+    }
+
     /// A condition, true for every task whose title or description may contain the keyword,
     /// that the backend answers from its trigram index (see the `0002` migrations); the exact
     /// match is still the `like` beside it. `$param` is bound to [`Backend::keyword_index_key`].
@@ -157,7 +166,8 @@ macro_rules! on_lease {
 pub(crate) use on_lease;
 
 /// Runs one database operation on a [`Lease`](lease::Lease) of the store's pool, whichever backend it is, and
-/// records its duration (and failure) under `operation`.
+/// records its duration (and failure) under `operation`, in a `query` span when spans are
+/// exported ([`query_span`]).
 ///
 /// `$body` is written once and compiled once per backend, with `$connection` bound to a
 /// `&mut SqliteConnection` or a `&mut PgConnection` (reborrow it, `&mut *connection`, to run
@@ -166,19 +176,37 @@ macro_rules! run_query {
     ($store:expr, $operation:literal, |$connection:ident| $body:expr) => {{
         let store: &$crate::store::Store = $store;
         let started = ::std::time::Instant::now();
-        let result = match store.pool() {
-            $crate::store::Pool::Sqlite(pool) => {
-                $crate::store::on_lease!(store, pool, |$connection| $body)
-            }
-            $crate::store::Pool::Postgres(pool) => {
-                $crate::store::on_lease!(store, pool, |$connection| $body)
-            }
-        };
+        let result = ::tracing::Instrument::instrument(
+            async {
+                match store.pool() {
+                    $crate::store::Pool::Sqlite(pool) => {
+                        $crate::store::on_lease!(store, pool, |$connection| $body)
+                    }
+                    $crate::store::Pool::Postgres(pool) => {
+                        $crate::store::on_lease!(store, pool, |$connection| $body)
+                    }
+                }
+            },
+            $crate::store::query_span($operation, store.backend()),
+        )
+        .await;
         store.observe($operation, started, result.is_ok());
         result
     }};
 }
 pub(crate) use run_query;
+
+/// The span of one database operation: its name and the backend, never a statement's text or
+/// values (which hold a user's tasks). Disabled, and free, unless spans are exported.
+pub fn query_span(operation: &'static str, backend: Backend) -> tracing::Span {
+    tracing::info_span!(
+        target: SPAN_TARGET,
+        "query",
+        otel.kind = "client",
+        db.operation.name = operation,
+        db.system.name = backend.system_name(),
+    )
+}
 
 impl Store {
     /// Opens the database (creating a SQLite file and its directory when missing) and applies
