@@ -17,6 +17,8 @@
 //! - [`explain`]: `POST /explain` against what the proxy does.
 //! - [`revocation`]: sign-out reaching every replica (file store, Redis, outages, the admin API,
 //!   the real Better Auth).
+//! - [`tracing`]: the trace context through both real binaries, the spans they export to a
+//!   collector of the test's own, and the trace id in their access logs.
 
 mod support;
 
@@ -32,3 +34,4 @@ mod proxy;
 mod revocation;
 mod routes;
 mod tls;
+mod tracing;

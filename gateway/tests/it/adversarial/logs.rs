@@ -2,7 +2,6 @@
 //! signed assertion or secret, in either tier. Both real binaries.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use common::config::GATEWAY_SIGNING_SECRET;
@@ -11,34 +10,12 @@ use gateway::config::{GATEWAY_ADMIN_LISTEN, GATEWAY_LISTEN};
 use task_service::config::{DATABASE_URL, TASK_SERVICE_LISTEN};
 
 use crate::support::clients::status_of;
-use crate::support::processes::{GATEWAY_BINARY, Served, free_port, signal, wait_exit};
+use crate::support::processes::{
+    GATEWAY_BINARY, free_port, signal, spawn_logging, task_service_binary, wait_exit,
+};
 use crate::support::stack::TestGateway;
 use crate::support::tokens::{claims_for, hs256};
 use crate::support::{HMAC_SECRET, SIGNING_SECRET, eventually, now};
-
-/// The real `task-service` binary, built next to the gateway's by a workspace build.
-fn task_service_binary() -> std::path::PathBuf {
-    let path = Path::new(GATEWAY_BINARY).with_file_name("task-service");
-    assert!(
-        path.exists(),
-        "{} is missing: build the workspace (cargo build --workspace)",
-        path.display()
-    );
-    path
-}
-
-/// Starts `binary` with `vars`, both output streams into `log`.
-fn spawn_logging(binary: &Path, vars: &[(String, String)], log: &Path) -> Served {
-    let file = std::fs::File::create(log).expect("log file");
-    let child = Command::new(binary)
-        .env_clear()
-        .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .stdout(file.try_clone().expect("log file"))
-        .stderr(file)
-        .spawn()
-        .expect("the binary starts");
-    Served { child }
-}
 
 /// Every run of 64 lowercase hex digits: the shape of an assertion's HMAC.
 fn hex64_runs(text: &str) -> Vec<&str> {

@@ -1,4 +1,5 @@
-//! The real `gateway` binary as a child process: its environment, signals and exit.
+//! The real `gateway` and `task-service` binaries as child processes: their environment, logs,
+//! signals and exit.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -22,6 +23,30 @@ pub fn free_port() -> SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .expect("a free port")
+}
+
+/// The real `task-service` binary, built next to the gateway's by a workspace build.
+pub fn task_service_binary() -> std::path::PathBuf {
+    let path = Path::new(GATEWAY_BINARY).with_file_name("task-service");
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace (cargo build --workspace)",
+        path.display()
+    );
+    path
+}
+
+/// Starts `binary` with `vars`, both output streams into `log`.
+pub fn spawn_logging(binary: &Path, vars: &[(String, String)], log: &Path) -> Served {
+    let file = std::fs::File::create(log).expect("log file");
+    let child = Command::new(binary)
+        .env_clear()
+        .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdout(file.try_clone().expect("log file"))
+        .stderr(file)
+        .spawn()
+        .expect("the binary starts");
+    Served { child }
 }
 
 /// A running `gateway` binary, killed when dropped.

@@ -1,5 +1,6 @@
 //! The servers a test stands up on 127.0.0.1:0: an echo upstream that records what reached it,
-//! a Better Auth-like JWKS server, and the real task service.
+//! a Better Auth-like JWKS server, the real task service, and an OTLP/HTTP collector that keeps
+//! the spans both tiers export.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -19,7 +20,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::stack::CANARY_REQUEST;
-use super::{PATIENCE, SIGNING_SECRET};
+use super::{PATIENCE, SIGNING_SECRET, eventually};
 
 /// A server task that stops when told (or when dropped), closing its connections gracefully.
 pub struct Running {
@@ -42,6 +43,15 @@ impl Running {
             stop: Some(stop),
             task: Some(tokio::spawn(serve(shutdown))),
         }
+    }
+
+    /// Serves `app` on `listener` until stopped.
+    pub fn axum(listener: TcpListener, app: Router) -> Self {
+        Self::spawn(|shutdown| async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await;
+        })
     }
 
     /// Asks the server to stop and waits until it has.
@@ -137,11 +147,7 @@ impl EchoUpstream {
                     }
                 },
             ));
-        let running = Running::spawn(|shutdown| async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await;
-        });
+        let running = Running::axum(listener, app);
         Self {
             addr,
             requests,
@@ -298,5 +304,213 @@ impl TaskService {
     /// Stops it, letting in-flight requests finish.
     pub async fn stop(self) {
         self.running.stop().await;
+    }
+}
+
+/// One exported span, as an OTLP/HTTP collector received it.
+#[derive(Debug, Clone)]
+pub struct ExportedSpan {
+    /// The resource's `service.name`.
+    pub service: String,
+    pub name: String,
+    /// Hex, as in a `traceparent`.
+    pub trace_id: String,
+    pub span_id: String,
+    /// Empty for a root span.
+    pub parent_span_id: String,
+    /// Attributes with their values rendered as text.
+    pub attributes: Vec<(String, String)>,
+    /// Every other text the span carries: its events' names and attributes, the resource's
+    /// attributes, the `tracestate`.
+    pub other_text: Vec<String>,
+}
+
+impl ExportedSpan {
+    /// The value of attribute `key`, as text.
+    pub fn attribute(&self, key: &str) -> Option<&str> {
+        self.attributes
+            .iter()
+            .find(|(name, _)| name == key)
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// Every text the span holds, for checking what it must not.
+    pub fn texts(&self) -> impl Iterator<Item = &str> {
+        [
+            &self.name,
+            &self.trace_id,
+            &self.span_id,
+            &self.parent_span_id,
+        ]
+        .into_iter()
+        .map(String::as_str)
+        .chain(
+            self.attributes
+                .iter()
+                .flat_map(|(k, v)| [k.as_str(), v.as_str()]),
+        )
+        .chain(self.other_text.iter().map(String::as_str))
+    }
+}
+
+/// An OTLP/HTTP collector: accepts `POST /v1/traces` (protobuf) and keeps every span.
+pub struct Collector {
+    pub addr: SocketAddr,
+    spans: Arc<Mutex<Vec<ExportedSpan>>>,
+    _running: Running,
+}
+
+impl Collector {
+    /// Starts on a fresh port.
+    pub async fn start() -> Self {
+        use axum::body::Bytes;
+        use axum::http::{StatusCode, header};
+        use axum::routing::post;
+        use opentelemetry_proto::tonic::collector::trace::v1::{
+            ExportTraceServiceRequest, ExportTraceServiceResponse,
+        };
+        use prost::Message;
+
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind collector");
+        let addr = listener.local_addr().expect("local address");
+        let spans = Arc::new(Mutex::new(Vec::new()));
+        let kept = Arc::clone(&spans);
+        let app = Router::new().route(
+            "/v1/traces",
+            post(move |body: Bytes| async move {
+                let Ok(request) = ExportTraceServiceRequest::decode(body) else {
+                    return (StatusCode::BAD_REQUEST, Vec::new()).into_response();
+                };
+                kept.lock()
+                    .expect("spans lock")
+                    .extend(flatten_export(request));
+                (
+                    [(header::CONTENT_TYPE, "application/x-protobuf")],
+                    ExportTraceServiceResponse::default().encode_to_vec(),
+                )
+                    .into_response()
+            }),
+        );
+        let running = Running::axum(listener, app);
+        Self {
+            addr,
+            spans,
+            _running: running,
+        }
+    }
+
+    /// `http://127.0.0.1:port`, the value of `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The spans received so far.
+    pub fn spans(&self) -> Vec<ExportedSpan> {
+        self.spans.lock().expect("spans lock").clone()
+    }
+
+    /// Waits until a span matches `wanted`, and returns it.
+    pub async fn wait_for(
+        &self,
+        what: &str,
+        wanted: impl Fn(&ExportedSpan) -> bool,
+    ) -> ExportedSpan {
+        let mut found = None;
+        eventually(what, || {
+            found = self.spans().into_iter().find(&wanted);
+            std::future::ready(found.is_some())
+        })
+        .await;
+        found.expect("found")
+    }
+}
+
+/// The spans of one export request, each with its resource's service name.
+fn flatten_export(
+    request: opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
+) -> Vec<ExportedSpan> {
+    use opentelemetry_proto::tonic::common::v1::KeyValue;
+
+    fn text_of(pairs: &[KeyValue]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|pair| {
+                let value = pair
+                    .value
+                    .as_ref()
+                    .and_then(|value| value.value.as_ref())
+                    .map(any_value_text)
+                    .unwrap_or_default();
+                (pair.key.clone(), value)
+            })
+            .collect()
+    }
+    let mut spans = Vec::new();
+    for resource_spans in request.resource_spans {
+        let resource = text_of(
+            &resource_spans
+                .resource
+                .map(|resource| resource.attributes)
+                .unwrap_or_default(),
+        );
+        let service = resource
+            .iter()
+            .find(|(key, _)| key == "service.name")
+            .map(|(_, value)| value.clone())
+            .unwrap_or_default();
+        let resource_text: Vec<String> = resource
+            .into_iter()
+            .flat_map(|(key, value)| [key, value])
+            .collect();
+        for scope in resource_spans.scope_spans {
+            for span in scope.spans {
+                let mut other_text = resource_text.clone();
+                other_text.push(span.trace_state.clone());
+                for event in &span.events {
+                    other_text.push(event.name.clone());
+                    other_text.extend(
+                        text_of(&event.attributes)
+                            .into_iter()
+                            .flat_map(|(key, value)| [key, value]),
+                    );
+                }
+                for link in &span.links {
+                    other_text.extend(
+                        text_of(&link.attributes)
+                            .into_iter()
+                            .flat_map(|(key, value)| [key, value]),
+                    );
+                }
+                spans.push(ExportedSpan {
+                    service: service.clone(),
+                    name: span.name.clone(),
+                    trace_id: lower_hex(&span.trace_id),
+                    span_id: lower_hex(&span.span_id),
+                    parent_span_id: lower_hex(&span.parent_span_id),
+                    attributes: text_of(&span.attributes),
+                    other_text,
+                });
+            }
+        }
+    }
+    spans
+}
+
+fn lower_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// An OTLP attribute value as text (arrays and maps by their debug form).
+fn any_value_text(value: &opentelemetry_proto::tonic::common::v1::any_value::Value) -> String {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    match value {
+        Value::StringValue(text) => text.clone(),
+        Value::BoolValue(flag) => flag.to_string(),
+        Value::IntValue(number) => number.to_string(),
+        Value::DoubleValue(number) => number.to_string(),
+        Value::BytesValue(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+        other => format!("{other:?}"),
     }
 }
