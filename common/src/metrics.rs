@@ -54,8 +54,18 @@ impl HttpMetrics {
 
     /// Records one answered request.
     pub fn observe(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
+        // A known code's label is borrowed, not formatted for every request.
+        let code = http::StatusCode::from_u16(status);
+        let formatted;
+        let status = match &code {
+            Ok(code) => code.as_str(),
+            Err(_) => {
+                formatted = status.to_string();
+                &formatted
+            }
+        };
         self.requests
-            .with_label_values(&[route, method, &status.to_string()])
+            .with_label_values(&[route, method, status])
             .inc();
         self.duration
             .with_label_values(&[route, method])

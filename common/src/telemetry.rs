@@ -16,7 +16,7 @@ use std::io::Write;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use tracing_subscriber::filter::Directive;
+use tracing_subscriber::filter::{Directive, LevelFilter};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -154,8 +154,14 @@ impl Drop for RedactedLine {
 /// line.
 fn filter(directives: &str) -> EnvFilter {
     let mut filter = EnvFilter::try_new(directives).unwrap_or_else(|_| EnvFilter::new("info"));
+    // A cap only matters under `trace`; added to a quieter filter, `h2=debug` would turn those
+    // crates' debug records on, and raise the level every `log` record is formatted at.
+    let verbose = filter
+        .max_level_hint()
+        .is_none_or(|level| level > LevelFilter::DEBUG);
     let caps = CAPPED_TARGETS
         .iter()
+        .filter(|_| verbose)
         .map(|target| format!("{target}=debug"))
         .chain([format!("{SPAN_TARGET}=off")]);
     for cap in caps {
@@ -238,6 +244,12 @@ mod tests {
         let masked = settings.redactor.redact(line);
         assert!(!masked.contains("signing-secret-value") && !masked.contains("db-password"));
         assert!(masked.contains("postgres://app:"), "{masked}");
+    }
+
+    #[test]
+    fn caps_never_make_a_quiet_filter_louder() {
+        assert_eq!(filter("warn").max_level_hint(), Some(LevelFilter::WARN));
+        assert_eq!(filter("info").max_level_hint(), Some(LevelFilter::INFO));
     }
 
     #[test]

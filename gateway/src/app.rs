@@ -173,9 +173,11 @@ impl Gateway {
     /// are taken over from the running gateway at `config.upgrade_sock` (which is then sent
     /// SIGQUIT by the operator).
     pub fn run_server(self, config: &Config, upgrade: bool) -> Result<(), StartError> {
-        let threads = std::thread::available_parallelism().map_or(1, usize::from);
         let server_conf = ServerConf {
-            threads,
+            threads: config.threads,
+            // One event loop per thread, each connection served on the thread that accepted
+            // it: no thread wakes another to hand over work on the request path.
+            work_stealing: false,
             // Unused when upgrades are off: the signal watch then never hands sockets over.
             upgrade_sock: config
                 .upgrade_sock
@@ -218,6 +220,7 @@ impl Gateway {
             None => proxy.add_tcp(&config.listen.to_string()),
         }
         let mut admin = Service::new("gateway admin".to_owned(), self.admin);
+        admin.threads = Some(1);
         admin.add_tcp(&config.admin_listen.to_string());
 
         server.add_service(GenBackgroundService::new(

@@ -53,17 +53,37 @@ pub struct Forwarded<'a> {
     pub now_unix: u64,
 }
 
+/// Whether a client header (by its lower-case name) never reaches the task service: identity
+/// claims, method and URL overrides, credentials (the bearer token and any browser cookie,
+/// which the task service never needs), and the request id and trace context, which the
+/// gateway sets itself.
+fn is_dropped(name: &str) -> bool {
+    CLIENT_IDENTITY_HEADERS
+        .iter()
+        .chain(OVERRIDE_HEADERS)
+        .chain(&[
+            header::AUTHORIZATION.as_str(),
+            header::COOKIE.as_str(),
+            REQUEST_ID,
+            TRACEPARENT,
+            TRACESTATE,
+        ])
+        .any(|dropped| *dropped == name)
+}
+
 /// Rewrites `request` into the head the task service receives.
 pub fn rewrite(request: &mut RequestHeader, forwarded: &Forwarded<'_>) -> pingora::Result<()> {
-    for name in CLIENT_IDENTITY_HEADERS.iter().chain(OVERRIDE_HEADERS) {
-        request.remove_header(*name);
+    // One pass over the client's few headers finds those to drop; looking each of the ~40
+    // names up in the header map instead costs more than the rest of the rewrite.
+    let dropped: Vec<header::HeaderName> = request
+        .headers
+        .keys()
+        .filter(|name| is_dropped(name.as_str()))
+        .cloned()
+        .collect();
+    for name in &dropped {
+        request.remove_header(name);
     }
-    // The bearer token and any browser cookie are credentials the task service never needs.
-    request.remove_header(&header::AUTHORIZATION);
-    request.remove_header(&header::COOKIE);
-    request.remove_header(REQUEST_ID);
-    request.remove_header(TRACEPARENT);
-    request.remove_header(TRACESTATE);
     request.set_raw_path(forwarded.target.as_bytes())?;
 
     let principal = forwarded.principal;
@@ -214,6 +234,19 @@ mod tests {
         let request = rewritten(&[], Some("alice\n@example.com"));
         assert!(values(&request, USER_EMAIL).is_empty());
         assert_eq!(values(&request, USER_ID), [b"alice"]);
+    }
+
+    #[test]
+    fn dropped_names_are_written_as_header_names_are_compared() {
+        // `is_dropped` compares with `HeaderName::as_str`, which is lower case: a name written
+        // with a capital here would never match, and that header would reach the task service.
+        for name in CLIENT_IDENTITY_HEADERS.iter().chain(OVERRIDE_HEADERS) {
+            assert_eq!(*name, name.to_ascii_lowercase());
+            assert!(is_dropped(name), "{name}");
+        }
+        for kept in ["host", "content-type", "accept", "x-user-id-extra"] {
+            assert!(!is_dropped(kept), "{kept}");
+        }
     }
 
     #[test]

@@ -12,6 +12,9 @@ use gateway::mint::{MintRequest, mint_token, parse_ttl};
 use gateway::upgrade_socket;
 use gateway::{Config, Gateway};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(version, about = "The public gateway in front of the task service")]
 struct Cli {

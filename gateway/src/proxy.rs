@@ -23,6 +23,7 @@ use common::headers::{REQUEST_ID, request_id};
 use common::metrics::method_label;
 use http::{StatusCode, header};
 use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::modules::http::HttpModules;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::{HttpPeer, Peer};
 use pingora::{Error, ErrorType};
@@ -178,6 +179,10 @@ impl GatewayProxy {
 #[async_trait]
 impl ProxyHttp for GatewayProxy {
     type CTX = RequestCtx;
+
+    /// No downstream modules: pingora's default adds a response-compression module (disabled)
+    /// that every request would still set up and run through.
+    fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
 
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {

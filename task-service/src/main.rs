@@ -11,6 +11,9 @@ use task_service::Config;
 use task_service::config::TASK_SERVICE_LISTEN;
 use tokio::net::TcpListener;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = exit_on_error(Config::from_env(&Env::from_process()));

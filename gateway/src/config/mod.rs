@@ -87,6 +87,8 @@ pub const REVOCATION_TTL_SECONDS: &str = "REVOCATION_TTL_SECONDS";
 pub const REVOCATION_FILE: &str = "REVOCATION_FILE";
 /// The Redis shared by every replica for revocations.
 pub const REVOCATION_REDIS_URL: &str = "REVOCATION_REDIS_URL";
+/// Worker threads of the public listener.
+pub const GATEWAY_THREADS: &str = "GATEWAY_THREADS";
 
 /// The shortest `BETTER_AUTH_SECRET` accepted, in bytes.
 pub const MIN_HMAC_SECRET_BYTES: usize = 32;
@@ -123,6 +125,8 @@ pub struct Config {
     /// Where spans are exported (`OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_SERVICE_NAME`, by default
     /// `gateway`); `None` when they are not.
     pub tracing: Option<ExportSettings>,
+    /// Worker threads serving the public listener (`GATEWAY_THREADS`, by default one per CPU).
+    pub threads: usize,
 }
 
 /// The public listener's certificate and key files, re-read when they change.
@@ -223,8 +227,16 @@ impl Config {
             revocation: RevocationConfig::from_env(env)?,
             client_limit: crate::client_limit::ClientLimitConfig::from_env(env)?,
             tracing: ExportSettings::from_env(env, "gateway")?,
+            threads: threads(env)?,
         })
     }
+}
+
+/// `GATEWAY_THREADS`, by default the CPUs this process may use.
+fn threads(env: &Env) -> Result<usize, ConfigError> {
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    let threads = bounded(env, GATEWAY_THREADS, cpus as u64, 1..=1024)?;
+    Ok(usize::try_from(threads).unwrap_or(cpus))
 }
 
 /// Both TLS files or neither: one alone is a mistake, not a request for plain HTTP.
