@@ -260,6 +260,14 @@ fn escape_like(keyword: &str) -> String {
     escaped
 }
 
+/// A row of the list's page: the task and the number of tasks matching the filters.
+#[derive(sqlx::FromRow)]
+struct CountedTask {
+    #[sqlx(flatten)]
+    task: Task,
+    total_matching: i64,
+}
+
 /// List the user's tasks.
 ///
 /// Filtered by `status` (or `status_filter`) and keyword `q` (case-insensitive, in the title or
@@ -305,26 +313,38 @@ pub(super) async fn list_tasks(
     };
     let backend = state.store().backend();
     let (conditions, next) = query.conditions(backend);
-    let count_sql = format!("select count(*) from tasks where {conditions}");
+    // The page and the number of matching tasks in one statement: `count(*) over ()` is taken
+    // before `limit`, so every row carries the total. Only a page past the end has no row to
+    // carry it, and then a count follows.
     let page_sql = format!(
-        "select * from tasks where {conditions} order by {} limit ${next} offset ${}",
+        "select *, count(*) over () as total_matching from tasks where {conditions} \
+         order by {} limit ${next} offset ${}",
         query.order_by(),
         next + 1
     );
+    let count_sql = format!("select count(*) from tasks where {conditions}");
     // Both statements are assembled from fixed fragments only; every value is a bound parameter.
     let (total, tasks) = run_query!(state.store(), "list_tasks", |connection| async {
-        let count = sqlx::query_as::<_, (i64,)>(AssertSqlSafe(count_sql));
-        let (total,) = query
-            .bind_conditions(count, &user, backend)
-            .fetch_one(&mut *connection)
-            .await?;
-        let page = sqlx::query_as::<_, Task>(AssertSqlSafe(page_sql));
-        let tasks = query
+        let page = sqlx::query_as::<_, CountedTask>(AssertSqlSafe(page_sql));
+        let rows = query
             .bind_conditions(page, &user, backend)
             .bind(query.limit)
             .bind(query.offset)
             .fetch_all(&mut *connection)
             .await?;
+        let total = match rows.first() {
+            Some(row) => row.total_matching,
+            None if query.offset == 0 => 0,
+            None => {
+                let count = sqlx::query_as::<_, (i64,)>(AssertSqlSafe(count_sql));
+                query
+                    .bind_conditions(count, &user, backend)
+                    .fetch_one(&mut *connection)
+                    .await?
+                    .0
+            }
+        };
+        let tasks: Vec<Task> = rows.into_iter().map(|row| row.task).collect();
         Ok::<_, sqlx::Error>((total, tasks))
     }
     .await)?;
