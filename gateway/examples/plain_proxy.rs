@@ -62,7 +62,6 @@ fn main() {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
     let conf = ServerConf {
         threads,
-        work_stealing: false,
         // A benchmark target: stop at once on SIGTERM.
         grace_period_seconds: Some(0),
         graceful_shutdown_timeout_seconds: Some(1),

@@ -175,9 +175,6 @@ impl Gateway {
     pub fn run_server(self, config: &Config, upgrade: bool) -> Result<(), StartError> {
         let server_conf = ServerConf {
             threads: config.threads,
-            // One event loop per thread, each connection served on the thread that accepted
-            // it: no thread wakes another to hand over work on the request path.
-            work_stealing: false,
             // Unused when upgrades are off: the signal watch then never hands sockets over.
             upgrade_sock: config
                 .upgrade_sock
