@@ -19,6 +19,8 @@ use rand::distributions::{Distribution, Standard};
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+use crate::headers::single_value;
+
 /// The W3C trace context header.
 pub const TRACEPARENT: &str = "traceparent";
 /// The vendors' part of the trace context, passed on with a continued `traceparent`.
@@ -74,11 +76,7 @@ impl TraceParent {
 
     /// The request's `traceparent`: `None` when there is none, more than one, or it is invalid.
     pub fn from_headers(headers: &HeaderMap) -> Option<Self> {
-        let mut values = headers.get_all(TRACEPARENT).iter();
-        match (values.next(), values.next()) {
-            (Some(value), None) => Self::parse(value.as_bytes()),
-            _ => None,
-        }
+        single_value(headers, TRACEPARENT).and_then(|value| Self::parse(value.as_bytes()))
     }
 
     /// A new trace, sampled, whose first span is this hop's.
