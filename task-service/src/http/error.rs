@@ -47,7 +47,7 @@ pub enum ApiError {
     /// 500, or 503 when the database cannot be reached or a statement was stopped at its
     /// deadline.
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(#[from] crate::store::DbError),
     /// 500: anything else that should not happen.
     #[error("internal error: {0}")]
     Internal(String),
@@ -84,11 +84,11 @@ impl ApiError {
                 status,
                 message: text,
             } => message(*status, text),
-            Self::Database(err) if crate::store::is_timeout(err) => message(
+            Self::Database(err) if err.is_timeout() => message(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "The database took too long to answer",
             ),
-            Self::Database(err) if crate::store::is_unavailable(err) => {
+            Self::Database(err) if err.is_unavailable() => {
                 message(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable")
             }
             Self::Database(_) | Self::Internal(_) => {

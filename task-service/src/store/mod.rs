@@ -1,42 +1,47 @@
 //! Where the tasks live: a SQLite file or a PostgreSQL server, chosen by `DATABASE_URL`.
 //!
 //! This module is the one place where the two backends differ: how a URL is parsed, how the pool
-//! is tuned, which migrations run. Queries are written once, next to the handlers that run them,
-//! and [`run_query!`] runs the same query text on whichever pool the store holds. That works
-//! because both backends accept the same SQL: `$1`-style placeholders (SQLite reads `$NNN` as
-//! parameter NNN), `returning`, `lower`, `like … escape`, and the schema in each backend's
-//! migrations stores values that sort alike (see the migrations' comments). The keyword search's
-//! index is the one part of a query that differs ([`Backend::keyword_index_condition`]).
+//! is tuned, which migrations run, how a statement is run. Queries are written once, next to the
+//! handlers that run them, as a [`Statement`]: SQL text and typed values, which both backends
+//! accept because they share the SQL: `$1`-style placeholders, `returning`, `lower`,
+//! `like … escape`, and the schema in each backend's migrations stores values that sort alike
+//! (see the migrations' comments). The keyword search's index is the one part of a query that
+//! differs ([`Backend::keyword_index_condition`]).
 //!
-//! Every operation runs on a [`Lease`](lease::Lease): one pooled connection, with a deadline on its database
-//! work (`DATABASE_STATEMENT_TIMEOUT_MS`) and closed rather than reused when the request that
-//! holds it goes away mid-statement, so that a client that disconnects stops its query:
+//! Every operation's database work has a deadline (`DATABASE_STATEMENT_TIMEOUT_MS`) and stops
+//! when the request that runs it goes away, so that a client that disconnects stops its query:
 //!
 //! - PostgreSQL runs each statement under `statement_timeout`, and with
 //!   `client_connection_check_interval` it notices a closed connection while a statement runs
-//!   and aborts it (dropping a query future alone would leave the statement running).
-//! - SQLite runs statements on a worker thread that a dropped future does not stop; a progress
-//!   handler interrupts the statement once the deadline passes or the lease is abandoned.
+//!   and aborts it (dropping a query future alone would leave the statement running); a
+//!   [`Lease`](lease::Lease) closes its connection when dropped mid-operation.
+//! - SQLite runs each operation whole on a blocking thread ([`sqlite`]); a progress handler
+//!   interrupts the statement once the deadline passes or the operation is abandoned.
 
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use common::config::ConfigError;
 use common::tracing_export::SPAN_TARGET;
+use sqlx::AssertSqlSafe;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection};
+use tracing::Instrument;
 
 use crate::Error;
 use crate::config::DATABASE_URL;
 use crate::metrics::Metrics;
 
 mod lease;
+pub mod sqlite;
+mod statement;
 
-use lease::bound_session;
+pub use statement::{Count, FromSqliteRow, Record, Statement, sqlite_time_column};
+
+use lease::{Lease, bound_session};
+use sqlite::{SqlitePool, SqliteSettings};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -92,7 +97,7 @@ impl DatabaseOptions {
     }
 }
 
-/// A connection pool on one of the two backends. Match on it through [`run_query!`].
+/// A connection pool on one of the two backends.
 #[derive(Debug, Clone)]
 pub enum Pool {
     Sqlite(SqlitePool),
@@ -144,57 +149,8 @@ impl Backend {
 #[derive(Clone)]
 pub struct Store {
     pool: Pool,
-    statement_timeout: Duration,
     metrics: Metrics,
 }
-
-/// Runs `$body` with `$connection` bound to the mutable connection of a [`Lease`](lease::Lease) taken from
-/// `$pool`; the lease is finished once the body's future completes.
-macro_rules! on_lease {
-    ($store:expr, $pool:expr, |$connection:ident| $body:expr) => {
-        match $store.lease($pool).await {
-            Ok(mut lease) => {
-                let $connection = lease.connection();
-                let result = $body;
-                lease.finish();
-                result
-            }
-            Err(err) => Err(err),
-        }
-    };
-}
-pub(crate) use on_lease;
-
-/// Runs one database operation on a [`Lease`](lease::Lease) of the store's pool, whichever backend it is, and
-/// records its duration (and failure) under `operation`, in a `query` span when spans are
-/// exported ([`query_span`]).
-///
-/// `$body` is written once and compiled once per backend, with `$connection` bound to a
-/// `&mut SqliteConnection` or a `&mut PgConnection` (reborrow it, `&mut *connection`, to run
-/// several statements); both arms must produce the same `Result<_, sqlx::Error>`.
-macro_rules! run_query {
-    ($store:expr, $operation:literal, |$connection:ident| $body:expr) => {{
-        let store: &$crate::store::Store = $store;
-        let started = ::std::time::Instant::now();
-        let result = ::tracing::Instrument::instrument(
-            async {
-                match store.pool() {
-                    $crate::store::Pool::Sqlite(pool) => {
-                        $crate::store::on_lease!(store, pool, |$connection| $body)
-                    }
-                    $crate::store::Pool::Postgres(pool) => {
-                        $crate::store::on_lease!(store, pool, |$connection| $body)
-                    }
-                }
-            },
-            $crate::store::query_span($operation, store.backend()),
-        )
-        .await;
-        store.observe($operation, started, result.is_ok());
-        result
-    }};
-}
-pub(crate) use run_query;
 
 /// The span of one database operation: its name and the backend, never a statement's text or
 /// values (which hold a user's tasks). Disabled, and free, unless spans are exported.
@@ -235,11 +191,13 @@ impl Store {
                     .connect_lazy_with(options.clone());
                 SQLITE_MIGRATIONS.run(&migrations).await?;
                 migrations.close().await;
-                let pool = SqlitePoolOptions::new()
-                    .max_connections(limits.max_connections.unwrap_or(SQLITE_MAX_CONNECTIONS))
-                    .acquire_timeout(ACQUIRE_TIMEOUT)
-                    .connect_lazy_with(options);
-                Pool::Sqlite(pool)
+                Pool::Sqlite(SqlitePool::new(SqliteSettings {
+                    path: options.get_filename().to_owned(),
+                    busy_timeout: SQLITE_BUSY_TIMEOUT,
+                    max_connections: limits.max_connections.unwrap_or(SQLITE_MAX_CONNECTIONS),
+                    acquire_timeout: ACQUIRE_TIMEOUT,
+                    statement_timeout: limits.statement_timeout,
+                }))
             }
             DatabaseOptions::Postgres(options) => {
                 check_connection(&options).await?;
@@ -262,11 +220,7 @@ impl Store {
                 Pool::Postgres(pool)
             }
         };
-        Ok(Self {
-            pool,
-            statement_timeout: limits.statement_timeout,
-            metrics,
-        })
+        Ok(Self { pool, metrics })
     }
 
     /// Which backend the store is on.
@@ -275,11 +229,6 @@ impl Store {
             Pool::Sqlite(_) => Backend::Sqlite,
             Pool::Postgres(_) => Backend::Postgres,
         }
-    }
-
-    /// The pool, for [`run_query!`].
-    pub fn pool(&self) -> &Pool {
-        &self.pool
     }
 
     /// Records one operation's duration and outcome.
@@ -294,17 +243,100 @@ impl Store {
     }
 
     /// Succeeds when the database answers a trivial query.
-    pub async fn ping(&self) -> Result<(), sqlx::Error> {
-        run_query!(self, "ping", |connection| sqlx::query("select 1")
-            .execute(connection)
+    pub async fn ping(&self) -> Result<(), DbError> {
+        self.fetch_optional::<Count>("ping", Statement::new("select cast(1 as bigint)"))
             .await
-            .map(|_| ()))
+            .map(|_| ())
+    }
+
+    /// Runs `statement` as `operation` and decodes every row it returns.
+    pub async fn fetch_all<T: Record>(
+        &self,
+        operation: &'static str,
+        statement: Statement,
+    ) -> Result<Vec<T>, DbError> {
+        self.observed(operation, async {
+            match &self.pool {
+                Pool::Sqlite(pool) => {
+                    pool.run(move |connection| {
+                        sqlite::query(connection, &statement, T::from_sqlite_row)
+                    })
+                    .await
+                }
+                Pool::Postgres(pool) => {
+                    let arguments = statement.postgres_arguments()?;
+                    let mut lease = Lease::take(pool).await?;
+                    let rows = sqlx::query_as_with::<_, T, _>(
+                        AssertSqlSafe(statement.sql().to_owned()),
+                        arguments,
+                    )
+                    .fetch_all(lease.connection())
+                    .await;
+                    lease.finish();
+                    Ok(rows?)
+                }
+            }
+        })
+        .await
+    }
+
+    /// Runs `statement` as `operation` and decodes the first row it returns, if any.
+    pub async fn fetch_optional<T: Record>(
+        &self,
+        operation: &'static str,
+        statement: Statement,
+    ) -> Result<Option<T>, DbError> {
+        Ok(self
+            .fetch_all(operation, statement)
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    /// Runs `statement`, which returns no rows, as `operation`; returns the rows it changed.
+    pub async fn execute(
+        &self,
+        operation: &'static str,
+        statement: Statement,
+    ) -> Result<u64, DbError> {
+        self.observed(operation, async {
+            match &self.pool {
+                Pool::Sqlite(pool) => {
+                    pool.run(move |connection| sqlite::execute(connection, &statement))
+                        .await
+                }
+                Pool::Postgres(pool) => {
+                    let arguments = statement.postgres_arguments()?;
+                    let mut lease = Lease::take(pool).await?;
+                    let done =
+                        sqlx::query_with(AssertSqlSafe(statement.sql().to_owned()), arguments)
+                            .execute(lease.connection())
+                            .await;
+                    lease.finish();
+                    Ok(done?.rows_affected())
+                }
+            }
+        })
+        .await
+    }
+
+    /// Runs one operation's database work in a `query` span when spans are exported
+    /// ([`query_span`]), recording its duration and failure under `operation`.
+    async fn observed<T>(
+        &self,
+        operation: &'static str,
+        work: impl Future<Output = Result<T, DbError>>,
+    ) -> Result<T, DbError> {
+        let started = Instant::now();
+        let result = work.instrument(query_span(operation, self.backend())).await;
+        self.observe(operation, started, result.is_ok());
+        result
     }
 
     /// Sets the pool gauges to the pool's current state.
     pub fn record_pool_state(&self) {
         let (size, idle) = match &self.pool {
-            Pool::Sqlite(pool) => (pool.size(), pool.num_idle()),
+            Pool::Sqlite(pool) => pool.state(),
             Pool::Postgres(pool) => (pool.size(), pool.num_idle()),
         };
         let idle = i64::try_from(idle).unwrap_or(i64::MAX);
@@ -350,26 +382,61 @@ fn create_parent_dir(file: &std::path::Path) -> Result<(), Error> {
     }
 }
 
-/// Whether a database error means a statement was stopped at its deadline
-/// (`DATABASE_STATEMENT_TIMEOUT_MS`): PostgreSQL's `query_canceled` (57014), SQLite's
-/// `SQLITE_INTERRUPT` (9).
-pub fn is_timeout(err: &sqlx::Error) -> bool {
-    err.as_database_error()
-        .and_then(|err| err.code())
-        .is_some_and(|code| code == "57014" || code == "9")
+/// Why a database operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error(transparent)]
+    Postgres(#[from] sqlx::Error),
+    #[error("{0}")]
+    Sqlite(rusqlite::Error),
+    #[error("cannot open the database: {0}")]
+    Open(rusqlite::Error),
+    #[error("no database connection was free in time")]
+    PoolTimedOut,
+    #[error("the database pool is closed")]
+    PoolClosed,
+    #[error("the database operation failed: {0}")]
+    Worker(String),
 }
 
-/// Whether a database error means the database cannot be reached right now (503) rather than
-/// that this request went wrong (500). A protocol error means the other end broke off the
-/// conversation: a proxy in front of a managed database (Neon's, a cloud load balancer) accepts
-/// the connection and closes it at once while the database behind it is down.
-pub fn is_unavailable(err: &sqlx::Error) -> bool {
-    matches!(
-        err,
-        sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::Protocol(_)
-    )
+impl From<rusqlite::Error> for DbError {
+    fn from(err: rusqlite::Error) -> Self {
+        Self::Sqlite(err)
+    }
+}
+
+impl DbError {
+    /// Whether the operation was stopped at its deadline (`DATABASE_STATEMENT_TIMEOUT_MS`):
+    /// PostgreSQL's `query_canceled` (57014), SQLite's `SQLITE_INTERRUPT`.
+    pub fn is_timeout(&self) -> bool {
+        match self {
+            Self::Postgres(err) => err
+                .as_database_error()
+                .and_then(|err| err.code())
+                .is_some_and(|code| code == "57014"),
+            Self::Sqlite(err) => {
+                err.sqlite_error_code() == Some(rusqlite::ErrorCode::OperationInterrupted)
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether the database cannot be reached right now (503) rather than that this request
+    /// went wrong (500). On PostgreSQL a protocol error means the other end broke off the
+    /// conversation: a proxy in front of a managed database (Neon's, a cloud load balancer)
+    /// accepts the connection and closes it at once while the database behind it is down.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Postgres(err) => matches!(
+                err,
+                sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::Io(_)
+                    | sqlx::Error::Tls(_)
+                    | sqlx::Error::Protocol(_)
+            ),
+            Self::Open(_) | Self::PoolTimedOut | Self::PoolClosed => true,
+            Self::Sqlite(_) | Self::Worker(_) => false,
+        }
+    }
 }

@@ -9,7 +9,6 @@ use axum::http::request::Parts;
 use axum::response::IntoResponse;
 use common::error::ValidationIssue;
 use serde_json::Value;
-use sqlx::{AssertSqlSafe, Database, Encode, Type, query::QueryAs};
 
 use super::input::Task;
 use crate::http::AppState;
@@ -17,7 +16,7 @@ use crate::http::auth::User;
 use crate::http::error::ApiError;
 use crate::http::extract::{Problem, one_of, string};
 use crate::http::openapi::{ApiErrors, ErrorMessage, UserPath};
-use crate::store::{Backend, KEYWORD_INDEX_MIN_CHARS, run_query};
+use crate::store::{Backend, Count, FromSqliteRow, KEYWORD_INDEX_MIN_CHARS, Statement};
 
 /// The page size when the client gives none, and the largest it may ask for.
 const DEFAULT_LIMIT: i64 = 100;
@@ -109,28 +108,21 @@ impl ListQuery {
         format!("{key} {direction}, id {direction}")
     }
 
-    /// Binds the user and the filters, in the order [`ListQuery::conditions`] numbers them.
-    fn bind_conditions<'q, DB: Database, O>(
-        &self,
-        query: QueryAs<'q, DB, O, DB::Arguments>,
-        user: &User,
-        backend: Backend,
-    ) -> QueryAs<'q, DB, O, DB::Arguments>
-    where
-        String: Encode<'q, DB> + Type<DB>,
-        bool: Encode<'q, DB> + Type<DB>,
-    {
-        let mut query = query.bind(user.id().to_owned());
+    /// Binds the user and the filters to `statement`, in the order [`ListQuery::conditions`]
+    /// numbers them.
+    fn bind_conditions(&self, statement: Statement, user: &User, backend: Backend) -> Statement {
+        let mut statement = statement.bind(user.id());
         if let Some(completed) = self.completed {
-            query = query.bind(completed);
+            statement = statement.bind(completed);
         }
         if let Some(keyword) = &self.keyword {
-            query = query.bind(keyword.pattern.clone());
+            statement = statement.bind(keyword.pattern.clone());
             if keyword.uses_index() {
-                query = query.bind(backend.keyword_index_key(&keyword.text, &keyword.pattern));
+                statement =
+                    statement.bind(backend.keyword_index_key(&keyword.text, &keyword.pattern));
             }
         }
-        query
+        statement
     }
 }
 
@@ -268,6 +260,15 @@ struct CountedTask {
     total_matching: i64,
 }
 
+impl FromSqliteRow for CountedTask {
+    fn from_sqlite_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            task: Task::from_sqlite_row(row)?,
+            total_matching: row.get("total_matching")?,
+        })
+    }
+}
+
 /// List the user's tasks.
 ///
 /// Filtered by `status` (or `status_filter`) and keyword `q` (case-insensitive, in the title or
@@ -324,30 +325,25 @@ pub(super) async fn list_tasks(
     );
     let count_sql = format!("select count(*) from tasks where {conditions}");
     // Both statements are assembled from fixed fragments only; every value is a bound parameter.
-    let (total, tasks) = run_query!(state.store(), "list_tasks", |connection| async {
-        let page = sqlx::query_as::<_, CountedTask>(AssertSqlSafe(page_sql));
-        let rows = query
-            .bind_conditions(page, &user, backend)
-            .bind(query.limit)
-            .bind(query.offset)
-            .fetch_all(&mut *connection)
-            .await?;
-        let total = match rows.first() {
-            Some(row) => row.total_matching,
-            None if query.offset == 0 => 0,
-            None => {
-                let count = sqlx::query_as::<_, (i64,)>(AssertSqlSafe(count_sql));
-                query
-                    .bind_conditions(count, &user, backend)
-                    .fetch_one(&mut *connection)
-                    .await?
-                    .0
-            }
-        };
-        let tasks: Vec<Task> = rows.into_iter().map(|row| row.task).collect();
-        Ok::<_, sqlx::Error>((total, tasks))
-    }
-    .await)?;
+    let page = Statement::new(page_sql);
+    let page = query
+        .bind_conditions(page, &user, backend)
+        .bind(query.limit)
+        .bind(query.offset);
+    let rows: Vec<CountedTask> = state.store().fetch_all("list_tasks", page).await?;
+    let total = match rows.first() {
+        Some(row) => row.total_matching,
+        None if query.offset == 0 => 0,
+        None => {
+            let count = query.bind_conditions(Statement::new(count_sql), &user, backend);
+            state
+                .store()
+                .fetch_optional::<Count>("list_tasks", count)
+                .await?
+                .map_or(0, |Count(total)| total)
+        }
+    };
+    let tasks: Vec<Task> = rows.into_iter().map(|row| row.task).collect();
     Ok(([("x-total-count", total.to_string())], Json(tasks)))
 }
 

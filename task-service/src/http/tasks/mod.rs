@@ -25,7 +25,7 @@ use super::auth::User;
 use super::error::ApiError;
 use super::extract::{JsonBody, TaskId};
 use super::openapi::{ApiErrors, NotFound, TaskPath, UserPath};
-use crate::store::run_query;
+use crate::store::Statement;
 
 /// The routes of this module, with their OpenAPI operations.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -54,22 +54,23 @@ async fn create_task(
     OriginalUri(uri): OriginalUri,
     JsonBody(new): JsonBody<NewTask>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let task = run_query!(state.store(), "create_task", |connection| {
-        sqlx::query_as::<_, Task>(
-            "insert into tasks \
-                 (user_id, title, description, completed, priority, due_date, created_at, updated_at) \
-             values ($1, $2, $3, false, $4, $5, $6, $6) \
-             returning *",
-        )
-        .bind(user.id())
-        .bind(&new.title)
-        .bind(&new.description)
-        .bind(new.priority.as_str())
-        .bind(new.due_date)
-        .bind(now())
-        .fetch_one(connection)
-        .await
-    })?;
+    let insert = Statement::new(
+        "insert into tasks \
+             (user_id, title, description, completed, priority, due_date, created_at, updated_at) \
+         values ($1, $2, $3, false, $4, $5, $6, $6) \
+         returning *",
+    )
+    .bind(user.id())
+    .bind(new.title)
+    .bind(new.description)
+    .bind(new.priority.as_str())
+    .bind(new.due_date)
+    .bind(now());
+    let task = state
+        .store()
+        .fetch_optional::<Task>("create_task", insert)
+        .await?
+        .ok_or_else(|| ApiError::Internal("the insert returned no row".to_owned()))?;
     // The path as received (with the user id as the client encoded it) plus the new id.
     let location = format!("{}/{}", uri.path().trim_end_matches('/'), task.id);
     Ok((
@@ -92,13 +93,10 @@ async fn get_task(
     State(state): State<AppState>,
     TaskId(id): TaskId,
 ) -> Result<Json<Task>, ApiError> {
-    let task = run_query!(state.store(), "get_task", |connection| {
-        sqlx::query_as::<_, Task>("select * from tasks where id = $1 and user_id = $2")
-            .bind(id)
-            .bind(user.id())
-            .fetch_optional(connection)
-            .await
-    })?;
+    let select = Statement::new("select * from tasks where id = $1 and user_id = $2")
+        .bind(id)
+        .bind(user.id());
+    let task = state.store().fetch_optional("get_task", select).await?;
     found(task)
 }
 
@@ -119,31 +117,28 @@ async fn update_task(
 ) -> Result<Json<Task>, ApiError> {
     // One statement, so concurrent partial updates of different fields never undo each other:
     // an absent field keeps the stored value.
-    let task = run_query!(state.store(), "update_task", |connection| {
-        sqlx::query_as::<_, Task>(
-            "update tasks set \
-                 title = coalesce($3, title), \
-                 description = case when $4 then $5 else description end, \
-                 completed = coalesce($6, completed), \
-                 priority = coalesce($7, priority), \
-                 due_date = case when $8 then $9 else due_date end, \
-                 updated_at = $10 \
-             where id = $1 and user_id = $2 \
-             returning *",
-        )
-        .bind(id)
-        .bind(user.id())
-        .bind(&changes.title)
-        .bind(changes.description.is_some())
-        .bind(changes.description.clone().flatten())
-        .bind(changes.completed)
-        .bind(changes.priority.map(Priority::as_str))
-        .bind(changes.due_date.is_some())
-        .bind(changes.due_date.flatten())
-        .bind(now())
-        .fetch_optional(connection)
-        .await
-    })?;
+    let update = Statement::new(
+        "update tasks set \
+             title = coalesce($3, title), \
+             description = case when $4 then $5 else description end, \
+             completed = coalesce($6, completed), \
+             priority = coalesce($7, priority), \
+             due_date = case when $8 then $9 else due_date end, \
+             updated_at = $10 \
+         where id = $1 and user_id = $2 \
+         returning *",
+    )
+    .bind(id)
+    .bind(user.id())
+    .bind(changes.title)
+    .bind(changes.description.is_some())
+    .bind(changes.description.flatten())
+    .bind(changes.completed)
+    .bind(changes.priority.map(Priority::as_str))
+    .bind(changes.due_date.is_some())
+    .bind(changes.due_date.flatten())
+    .bind(now());
+    let task = state.store().fetch_optional("update_task", update).await?;
     found(task)
 }
 
@@ -160,14 +155,10 @@ async fn delete_task(
     State(state): State<AppState>,
     TaskId(id): TaskId,
 ) -> Result<StatusCode, ApiError> {
-    let deleted = run_query!(state.store(), "delete_task", |connection| {
-        sqlx::query("delete from tasks where id = $1 and user_id = $2")
-            .bind(id)
-            .bind(user.id())
-            .execute(connection)
-            .await
-            .map(|done| done.rows_affected())
-    })?;
+    let delete = Statement::new("delete from tasks where id = $1 and user_id = $2")
+        .bind(id)
+        .bind(user.id());
+    let deleted = state.store().execute("delete_task", delete).await?;
     if deleted == 0 {
         Err(ApiError::TaskNotFound)
     } else {
@@ -190,19 +181,19 @@ async fn set_completion(
     TaskId(id): TaskId,
     JsonBody(change): JsonBody<CompletionChange>,
 ) -> Result<Json<Task>, ApiError> {
-    let task = run_query!(state.store(), "set_completion", |connection| {
-        sqlx::query_as::<_, Task>(
-            "update tasks set completed = coalesce($3, not completed), updated_at = $4 \
-             where id = $1 and user_id = $2 \
-             returning *",
-        )
-        .bind(id)
-        .bind(user.id())
-        .bind(change.completed)
-        .bind(now())
-        .fetch_optional(connection)
-        .await
-    })?;
+    let update = Statement::new(
+        "update tasks set completed = coalesce($3, not completed), updated_at = $4 \
+         where id = $1 and user_id = $2 \
+         returning *",
+    )
+    .bind(id)
+    .bind(user.id())
+    .bind(change.completed)
+    .bind(now());
+    let task = state
+        .store()
+        .fetch_optional("set_completion", update)
+        .await?;
     found(task)
 }
 
