@@ -56,6 +56,8 @@ const SQLITE_MAX_CONNECTIONS: u32 = 8;
 /// Per replica. PostgreSQL allows 100 connections by default, so this leaves room for several
 /// replicas plus migrations and administration.
 const POSTGRES_MAX_CONNECTIONS: u32 = 10;
+/// A pooled PostgreSQL connection idle for longer is checked before use.
+const POSTGRES_RECHECK_IDLE: Duration = Duration::from_secs(1);
 /// Keywords shorter than this (in characters) cannot use the trigram indexes.
 pub const KEYWORD_INDEX_MIN_CHARS: usize = 3;
 
@@ -210,6 +212,18 @@ impl Store {
                 let pool = PgPoolOptions::new()
                     .max_connections(limits.max_connections.unwrap_or(POSTGRES_MAX_CONNECTIONS))
                     .acquire_timeout(ACQUIRE_TIMEOUT)
+                    // sqlx checks every connection as it returns to the pool; one that idled
+                    // longer may have been cut (a server restart) and is checked again before
+                    // use. A busy pool's connections thus cost no extra round trip.
+                    .test_before_acquire(false)
+                    .before_acquire(|connection, meta| {
+                        Box::pin(async move {
+                            if meta.idle_for >= POSTGRES_RECHECK_IDLE {
+                                connection.ping().await?;
+                            }
+                            Ok(true)
+                        })
+                    })
                     // Set per session rather than as startup options, which connection poolers
                     // such as PgBouncer refuse.
                     .after_connect(move |connection, _| {
