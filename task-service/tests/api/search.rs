@@ -252,7 +252,12 @@ fn long_deadline() -> Vec<(&'static str, &'static str)> {
 }
 
 async fn one_user_runs_at_most_two_searches_at_once(app: TestApp) {
-    app.seed_tasks(ALICE, 10_000, SLOW_TITLE, &slow_description())
+    // Enough rows that each search outlasts the third one's five-second wait on an idle machine.
+    let slow_rows = match app.backend {
+        Backend::Sqlite => 10_000,
+        Backend::Postgres => 40_000,
+    };
+    app.seed_tasks(ALICE, slow_rows, SLOW_TITLE, &slow_description())
         .await;
     let needle = app.create_task(BOB, "bob's needle").await;
     let slow_path = format!("{}?q={}", tasks_path(ALICE), slow_keyword());
