@@ -272,7 +272,7 @@ impl Store {
         self.observed(operation, async {
             match &self.pool {
                 Pool::Sqlite(pool) => {
-                    pool.run(move |connection| {
+                    pool.run(statement.writes(), move |connection| {
                         sqlite::query(connection, &statement, T::from_sqlite_row)
                     })
                     .await
@@ -316,8 +316,10 @@ impl Store {
         self.observed(operation, async {
             match &self.pool {
                 Pool::Sqlite(pool) => {
-                    pool.run(move |connection| sqlite::execute(connection, &statement))
-                        .await
+                    pool.run(statement.writes(), move |connection| {
+                        sqlite::execute(connection, &statement)
+                    })
+                    .await
                 }
                 Pool::Postgres(pool) => {
                     let arguments = statement.postgres_arguments()?;

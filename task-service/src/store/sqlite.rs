@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedMutexGuard, OwnedSemaphorePermit, Semaphore};
 
 use super::DbError;
 use super::statement::{Param, Statement, sqlite_time};
@@ -54,6 +54,8 @@ struct Shared {
     permits: Arc<Semaphore>,
     /// Connections open, in use or idle.
     open: AtomicU32,
+    /// Held by the operation that writes.
+    writer: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for SqlitePool {
@@ -77,6 +79,7 @@ impl SqlitePool {
                 idle: Mutex::new(Vec::new()),
                 permits,
                 open: AtomicU32::new(0),
+                writer: Arc::default(),
             }),
         }
     }
@@ -90,13 +93,26 @@ impl SqlitePool {
     /// refused statement back, so nothing is half-done) and run again on a blocking thread,
     /// with the whole statement timeout and the busy timeout. Dropping the returned future then
     /// stops the running statement at its next progress check.
-    pub async fn run<T, F>(&self, operation: F) -> Result<T, DbError>
+    ///
+    /// SQLite lets one writer write at a time; operations that `write` take the pool's writer
+    /// lock first, so they queue here rather than meet each other inside SQLite, where a
+    /// waiting writer sleeps and retries.
+    pub async fn run<T, F>(&self, write: bool, operation: F) -> Result<T, DbError>
     where
         F: Fn(&Connection) -> rusqlite::Result<T> + Send + 'static,
         T: Send + 'static,
     {
         let shared = Arc::clone(&self.shared);
         let deadline = Instant::now() + shared.settings.statement_timeout;
+        let writer = if write {
+            let lock = Arc::clone(&shared.writer).lock_owned();
+            match tokio::time::timeout(shared.settings.acquire_timeout, lock).await {
+                Ok(guard) => Some(guard),
+                Err(_) => return Err(DbError::PoolTimedOut),
+            }
+        } else {
+            None
+        };
         let inline = Arc::clone(&shared.permits)
             .try_acquire_owned()
             .ok()
@@ -126,7 +142,7 @@ impl SqlitePool {
         let abandoned = Abandoned::default();
         let stop = Arc::clone(&abandoned.0);
         let task = tokio::task::spawn_blocking(move || {
-            let _permit: OwnedSemaphorePermit = permit;
+            let _held: (OwnedSemaphorePermit, Option<OwnedMutexGuard<()>>) = (permit, writer);
             let connection = match connection {
                 Some(connection) => connection,
                 None => shared.take()?,
@@ -368,10 +384,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let pool = pool(&dir, 1, Duration::from_secs(30));
         // Opens the connection, so the next operation is tried inline.
-        assert_eq!(pool.run(count_to(10)).await.expect("short"), 10);
+        assert_eq!(pool.run(false, count_to(10)).await.expect("short"), 10);
         let started = Instant::now();
         assert_eq!(
-            pool.run(count_to(3_000_000)).await.expect("long"),
+            pool.run(false, count_to(3_000_000)).await.expect("long"),
             3_000_000
         );
         assert!(started.elapsed() > INLINE_BUDGET, "the count took longer");
@@ -383,20 +399,22 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let pool = pool(&dir, 1, Duration::from_millis(50));
         let err = pool
-            .run(count_to(i64::MAX))
+            .run(false, count_to(i64::MAX))
             .await
             .expect_err("stopped at the deadline");
         assert!(err.is_timeout(), "{err}");
-        assert_eq!(pool.run(count_to(3)).await.expect("usable"), 3);
+        assert_eq!(pool.run(false, count_to(3)).await.expect("usable"), 3);
     }
 
     #[tokio::test]
     async fn a_write_that_meets_another_writer_waits_for_it_and_happens_once() {
         let dir = tempfile::tempdir().expect("temp dir");
         let pool = pool(&dir, 2, Duration::from_secs(30));
-        pool.run(|connection| connection.execute("create table t (x integer)", []))
-            .await
-            .expect("create");
+        pool.run(true, |connection| {
+            connection.execute("create table t (x integer)", [])
+        })
+        .await
+        .expect("create");
         // Another process holds the write lock for a moment.
         let holder = open(&pool.shared.settings).expect("open");
         holder.execute_batch("begin immediate").expect("lock");
@@ -405,13 +423,15 @@ mod tests {
             holder.execute_batch("commit").expect("unlock");
         });
         let inserted = pool
-            .run(|connection| connection.execute("insert into t values (1)", []))
+            .run(true, |connection| {
+                connection.execute("insert into t values (1)", [])
+            })
             .await
             .expect("waited for the lock");
         release.join().expect("holder");
         assert_eq!(inserted, 1);
         let rows = pool
-            .run(|connection| {
+            .run(false, |connection| {
                 connection.query_row("select count(*) from t", [], |row| row.get::<_, i64>(0))
             })
             .await;
@@ -422,10 +442,13 @@ mod tests {
     async fn an_abandoned_operation_stops_and_frees_its_connection() {
         let dir = tempfile::tempdir().expect("temp dir");
         let pool = pool(&dir, 1, Duration::from_secs(60));
-        let long = tokio::time::timeout(Duration::from_millis(100), pool.run(count_to(i64::MAX)));
+        let long = tokio::time::timeout(
+            Duration::from_millis(100),
+            pool.run(false, count_to(i64::MAX)),
+        );
         assert!(long.await.is_err(), "still running when given up");
         let started = Instant::now();
-        assert_eq!(pool.run(count_to(3)).await.expect("next"), 3);
+        assert_eq!(pool.run(false, count_to(3)).await.expect("next"), 3);
         assert!(started.elapsed() < Duration::from_secs(2));
     }
 }

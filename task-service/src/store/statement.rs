@@ -97,6 +97,12 @@ impl Statement {
         &self.sql
     }
 
+    /// Whether the statement may change the database: anything but a `select`.
+    pub fn writes(&self) -> bool {
+        let keyword = self.sql.split_whitespace().next().unwrap_or_default();
+        !keyword.eq_ignore_ascii_case("select")
+    }
+
     /// The values, in placeholder order.
     pub fn params(&self) -> &[Param] {
         &self.params
@@ -168,5 +174,24 @@ pub struct Count(pub i64);
 impl FromSqliteRow for Count {
     fn from_sqlite_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
         row.get(0).map(Self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_select_is_read_only() {
+        assert!(!Statement::new("select * from tasks").writes());
+        assert!(!Statement::new("  SELECT count(*) from tasks").writes());
+        for sql in [
+            "insert into tasks values ($1) returning *",
+            "update tasks set title = $1 returning *",
+            "delete from tasks where id = $1",
+            "with x as (select 1) insert into tasks select * from x",
+        ] {
+            assert!(Statement::new(sql).writes(), "{sql}");
+        }
     }
 }
