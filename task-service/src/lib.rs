@@ -1,5 +1,5 @@
-//! The task service: the seed's task API on axum + sqlx, over SQLite or PostgreSQL, answering
-//! only requests that carry a valid gateway assertion.
+//! The task service: the seed's task API on axum, over SQLite (rusqlite) or PostgreSQL (sqlx),
+//! answering only requests that carry a valid gateway assertion.
 //!
 //! The public surface is [`Config`] (with the variable names in [`config`]), [`run`] and
 //! [`Error`]: `main` and the tests start the service the same way, on a listener they bound, with
