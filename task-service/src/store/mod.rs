@@ -38,7 +38,7 @@ mod lease;
 pub mod sqlite;
 mod statement;
 
-pub use statement::{Count, FromSqliteRow, Record, Statement, sqlite_time_column};
+pub use statement::{Count, FromSqliteRow, Record, SqliteRow, Statement};
 
 use lease::{Lease, bound_session};
 use sqlite::{SqlitePool, SqliteSettings};
@@ -273,7 +273,7 @@ impl Store {
             match &self.pool {
                 Pool::Sqlite(pool) => {
                     pool.run(statement.writes(), move |connection| {
-                        sqlite::query(connection, &statement, T::from_sqlite_row)
+                        sqlite::query::<T>(connection, &statement)
                     })
                     .await
                 }

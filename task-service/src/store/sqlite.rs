@@ -17,7 +17,7 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{OwnedMutexGuard, OwnedSemaphorePermit, Semaphore};
 
 use super::DbError;
-use super::statement::{Param, Statement, sqlite_time};
+use super::statement::{Columns, FromSqliteRow, Param, SqliteRow, Statement, sqlite_time};
 
 /// SQLite virtual-machine instructions between two looks at an operation's deadline: a few
 /// microseconds of work.
@@ -330,18 +330,18 @@ fn bind(prepared: &mut rusqlite::CachedStatement<'_>, params: &[Param]) -> rusql
     Ok(())
 }
 
-/// Runs `statement` and decodes each row it returns with `decode`.
-pub fn query<T>(
+/// Runs `statement` and decodes each row it returns.
+pub fn query<T: FromSqliteRow>(
     connection: &Connection,
     statement: &Statement,
-    mut decode: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
 ) -> rusqlite::Result<Vec<T>> {
     let mut prepared = connection.prepare_cached(statement.sql())?;
     bind(&mut prepared, statement.params())?;
+    let columns = Columns::of(&prepared);
     let mut rows = prepared.raw_query();
     let mut decoded = Vec::new();
     while let Some(row) = rows.next()? {
-        decoded.push(decode(row)?);
+        decoded.push(T::from_sqlite_row(&SqliteRow::new(row, &columns))?);
     }
     Ok(decoded)
 }

@@ -144,27 +144,91 @@ impl<T> Record for T where
 
 /// Decoding a SQLite row.
 pub trait FromSqliteRow: Sized {
-    fn from_sqlite_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self>;
+    fn from_sqlite_row(row: &SqliteRow<'_, '_>) -> rusqlite::Result<Self>;
 }
 
-/// Reads a time stored by [`sqlite_time`] (or any RFC 3339 text) from column `name`.
-pub fn sqlite_time_column(
-    row: &rusqlite::Row<'_>,
-    name: &str,
-) -> rusqlite::Result<Option<DateTime<Utc>>> {
-    let Some(text) = row.get_ref(name)?.as_str_or_null()? else {
-        return Ok(None);
-    };
-    DateTime::parse_from_rfc3339(text)
-        .map(|time| Some(time.with_timezone(&Utc)))
-        .map_err(|err| {
-            let index = row.as_ref().column_index(name).unwrap_or_default();
+/// A statement's column names, read once per run rather than once per value.
+#[derive(Debug, Clone)]
+pub struct Columns(Vec<String>);
+
+impl Columns {
+    /// The columns `statement` returns.
+    pub fn of(statement: &rusqlite::Statement<'_>) -> Self {
+        Self(
+            statement
+                .column_names()
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+        )
+    }
+
+    fn index(&self, name: &str) -> rusqlite::Result<usize> {
+        self.0
+            .iter()
+            .position(|column| column == name)
+            .ok_or_else(|| rusqlite::Error::InvalidColumnName(name.to_owned()))
+    }
+}
+
+/// One row of a SQLite result, its columns looked up by name.
+pub struct SqliteRow<'a, 'r> {
+    row: &'a rusqlite::Row<'r>,
+    columns: &'a Columns,
+}
+
+impl<'a, 'r> SqliteRow<'a, 'r> {
+    pub(super) fn new(row: &'a rusqlite::Row<'r>, columns: &'a Columns) -> Self {
+        Self { row, columns }
+    }
+
+    /// The value of column `name`.
+    pub fn get<T: rusqlite::types::FromSql>(&self, name: &str) -> rusqlite::Result<T> {
+        self.row.get(self.columns.index(name)?)
+    }
+
+    /// The value of column `name`, converted by `convert`; its error is reported against the
+    /// column.
+    pub fn get_with<T, U, E>(
+        &self,
+        name: &str,
+        convert: impl FnOnce(T) -> Result<U, E>,
+    ) -> rusqlite::Result<U>
+    where
+        T: rusqlite::types::FromSql,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let index = self.columns.index(name)?;
+        let value = self.row.get(index)?;
+        convert(value).map_err(|err| {
             rusqlite::Error::FromSqlConversionFailure(
                 index,
                 rusqlite::types::Type::Text,
                 Box::new(err),
             )
         })
+    }
+
+    /// A time stored by [`sqlite_time`] (or any RFC 3339 text) in column `name`.
+    pub fn time(&self, name: &str) -> rusqlite::Result<Option<DateTime<Utc>>> {
+        self.get_with(name, |text: Option<String>| {
+            text.map(|text| {
+                DateTime::parse_from_rfc3339(&text).map(|time| time.with_timezone(&Utc))
+            })
+            .transpose()
+        })
+    }
+
+    /// A time that must be there.
+    pub fn required_time(&self, name: &str) -> rusqlite::Result<DateTime<Utc>> {
+        self.time(name)?.ok_or_else(|| {
+            rusqlite::Error::InvalidColumnType(
+                self.columns.index(name).unwrap_or_default(),
+                name.to_owned(),
+                rusqlite::types::Type::Null,
+            )
+        })
+    }
 }
 
 /// A row holding one integer, such as a `count(*)`.
@@ -172,8 +236,8 @@ pub fn sqlite_time_column(
 pub struct Count(pub i64);
 
 impl FromSqliteRow for Count {
-    fn from_sqlite_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
-        row.get(0).map(Self)
+    fn from_sqlite_row(row: &SqliteRow<'_, '_>) -> rusqlite::Result<Self> {
+        row.row.get(0).map(Self)
     }
 }
 

@@ -8,7 +8,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::http::extract::{BodyFields, FromJsonBody, Problem, boolean, nullable, one_of, string};
-use crate::store::{FromSqliteRow, sqlite_time_column};
+use crate::store::{FromSqliteRow, SqliteRow};
 
 /// The most characters a title may have, after trimming.
 const TITLE_MAX_CHARS: usize = 200;
@@ -78,33 +78,17 @@ pub struct Task {
 }
 
 impl FromSqliteRow for Task {
-    fn from_sqlite_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
-        let stored_time = |name: &str| {
-            sqlite_time_column(row, name)?.ok_or_else(|| {
-                rusqlite::Error::InvalidColumnType(
-                    row.as_ref().column_index(name).unwrap_or_default(),
-                    name.to_owned(),
-                    rusqlite::types::Type::Null,
-                )
-            })
-        };
-        let priority: String = row.get("priority")?;
+    fn from_sqlite_row(row: &SqliteRow<'_, '_>) -> rusqlite::Result<Self> {
         Ok(Self {
             id: row.get("id")?,
             user_id: row.get("user_id")?,
             title: row.get("title")?,
             description: row.get("description")?,
             completed: row.get("completed")?,
-            priority: Priority::try_from(priority).map_err(|err| {
-                rusqlite::Error::FromSqlConversionFailure(
-                    row.as_ref().column_index("priority").unwrap_or_default(),
-                    rusqlite::types::Type::Text,
-                    Box::new(err),
-                )
-            })?,
-            due_date: sqlite_time_column(row, "due_date")?,
-            created_at: stored_time("created_at")?,
-            updated_at: stored_time("updated_at")?,
+            priority: row.get_with("priority", <Priority as TryFrom<String>>::try_from)?,
+            due_date: row.time("due_date")?,
+            created_at: row.required_time("created_at")?,
+            updated_at: row.required_time("updated_at")?,
         })
     }
 }

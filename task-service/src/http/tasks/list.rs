@@ -16,7 +16,7 @@ use crate::http::auth::User;
 use crate::http::error::ApiError;
 use crate::http::extract::{Problem, one_of, string};
 use crate::http::openapi::{ApiErrors, ErrorMessage, UserPath};
-use crate::store::{Backend, Count, FromSqliteRow, KEYWORD_INDEX_MIN_CHARS, Statement};
+use crate::store::{Backend, Count, FromSqliteRow, KEYWORD_INDEX_MIN_CHARS, SqliteRow, Statement};
 
 /// The page size when the client gives none, and the largest it may ask for.
 const DEFAULT_LIMIT: i64 = 100;
@@ -261,7 +261,7 @@ struct CountedTask {
 }
 
 impl FromSqliteRow for CountedTask {
-    fn from_sqlite_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+    fn from_sqlite_row(row: &SqliteRow<'_, '_>) -> rusqlite::Result<Self> {
         Ok(Self {
             task: Task::from_sqlite_row(row)?,
             total_matching: row.get("total_matching")?,
