@@ -16,11 +16,12 @@ use task_service::config::{DATABASE_URL, TASK_SERVICE_LISTEN};
 use crate::support::clients::status_of;
 use crate::support::processes::{
     GATEWAY_BINARY, Served, free_port, signal, spawn_logging, task_service_binary, wait_exit,
+    wait_serving,
 };
 use crate::support::servers::{Collector, EchoUpstream, ExportedSpan, echoed_headers};
 use crate::support::stack::TestGateway;
 use crate::support::tokens::{claims_for, hs256, with_claims};
-use crate::support::{HMAC_SECRET, SIGNING_SECRET, eventually, now};
+use crate::support::{HMAC_SECRET, SIGNING_SECRET, now};
 
 /// A client's trace context, continued by both tiers.
 const CLIENT_TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -54,11 +55,7 @@ async fn start_gateway(
         .vars(extra)
         .into_vars();
     let gateway = spawn_logging(Path::new(GATEWAY_BINARY), &vars, &dir.join("gateway.log"));
-    let client = reqwest::Client::new();
-    eventually("the gateway (and what it needs) to be ready", || async {
-        status_of(&client, &format!("http://{admin}/readyz"), "").await == 200
-    })
-    .await;
+    wait_serving(&reqwest::Client::new(), admin, listen).await;
     (gateway, listen)
 }
 

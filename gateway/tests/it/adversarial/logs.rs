@@ -9,13 +9,12 @@ use common::telemetry::RUST_LOG;
 use gateway::config::{GATEWAY_ADMIN_LISTEN, GATEWAY_LISTEN};
 use task_service::config::{DATABASE_URL, TASK_SERVICE_LISTEN};
 
-use crate::support::clients::status_of;
 use crate::support::processes::{
-    GATEWAY_BINARY, free_port, signal, spawn_logging, task_service_binary, wait_exit,
+    GATEWAY_BINARY, free_port, signal, spawn_logging, task_service_binary, wait_exit, wait_serving,
 };
 use crate::support::stack::TestGateway;
 use crate::support::tokens::{claims_for, hs256};
-use crate::support::{HMAC_SECRET, SIGNING_SECRET, eventually, now};
+use crate::support::{HMAC_SECRET, SIGNING_SECRET, now};
 
 /// Every run of 64 lowercase hex digits: the shape of an assertion's HMAC.
 fn hex64_runs(text: &str) -> Vec<&str> {
@@ -69,10 +68,7 @@ async fn trace_logs_of_both_tiers_carry_no_token_cookie_assertion_or_secret() {
     let mut gateway = spawn_logging(Path::new(GATEWAY_BINARY), &gateway_vars, &gateway_log);
 
     let client = reqwest::Client::new();
-    eventually("both tiers to be ready", || async {
-        status_of(&client, &format!("http://{admin}/readyz"), "").await == 200
-    })
-    .await;
+    wait_serving(&client, admin, listen).await;
     let token = hs256(&claims_for("alice"));
     let signature = token.rsplit('.').next().expect("a signature").to_owned();
     let cookie = "better-auth.session_token=cookie-value-4f1d2c9a8b7e6d5c";

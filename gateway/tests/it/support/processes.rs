@@ -172,3 +172,17 @@ pub async fn assert_graceful_upgrade(vars: &[(String, String)], listen: SocketAd
         "the new binary serves the same port"
     );
 }
+
+/// Waits until a gateway binary is ready (`/readyz` on `admin` answers 200) and its public
+/// listener accepts connections: the admin listener may answer first, since pingora starts each
+/// service on its own thread.
+pub async fn wait_serving(client: &reqwest::Client, admin: SocketAddr, listen: SocketAddr) {
+    eventually("the gateway (and what it needs) to be ready", || async {
+        status_of(client, &format!("http://{admin}/readyz"), "").await == 200
+    })
+    .await;
+    eventually("the gateway's public listener", || async {
+        tokio::net::TcpStream::connect(listen).await.is_ok()
+    })
+    .await;
+}
