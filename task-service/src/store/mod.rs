@@ -278,14 +278,11 @@ impl Store {
                     .await
                 }
                 Pool::Postgres(pool) => {
-                    let arguments = statement.postgres_arguments()?;
+                    let (sql, arguments) = statement.into_postgres()?;
                     let mut lease = Lease::take(pool).await?;
-                    let rows = sqlx::query_as_with::<_, T, _>(
-                        AssertSqlSafe(statement.sql().to_owned()),
-                        arguments,
-                    )
-                    .fetch_all(lease.connection())
-                    .await;
+                    let rows = sqlx::query_as_with::<_, T, _>(AssertSqlSafe(sql), arguments)
+                        .fetch_all(lease.connection())
+                        .await;
                     lease.finish();
                     Ok(rows?)
                 }
@@ -322,12 +319,11 @@ impl Store {
                     .await
                 }
                 Pool::Postgres(pool) => {
-                    let arguments = statement.postgres_arguments()?;
+                    let (sql, arguments) = statement.into_postgres()?;
                     let mut lease = Lease::take(pool).await?;
-                    let done =
-                        sqlx::query_with(AssertSqlSafe(statement.sql().to_owned()), arguments)
-                            .execute(lease.connection())
-                            .await;
+                    let done = sqlx::query_with(AssertSqlSafe(sql), arguments)
+                        .execute(lease.connection())
+                        .await;
                     lease.finish();
                     Ok(done?.rows_affected())
                 }

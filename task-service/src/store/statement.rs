@@ -108,19 +108,20 @@ impl Statement {
         &self.params
     }
 
-    /// The values as sqlx's arguments for PostgreSQL.
-    pub(super) fn postgres_arguments(&self) -> Result<PgArguments, sqlx::Error> {
+    /// The SQL text and the values as sqlx's arguments, for PostgreSQL; both are moved, not
+    /// copied.
+    pub(super) fn into_postgres(self) -> Result<(String, PgArguments), sqlx::Error> {
         let mut arguments = PgArguments::default();
-        for param in &self.params {
+        for param in self.params {
             match param {
-                Param::Text(value) => arguments.add(value.clone()),
-                Param::Int(value) => arguments.add(*value),
-                Param::Bool(value) => arguments.add(*value),
-                Param::Time(value) => arguments.add(*value),
+                Param::Text(value) => arguments.add(value),
+                Param::Int(value) => arguments.add(value),
+                Param::Bool(value) => arguments.add(value),
+                Param::Time(value) => arguments.add(value),
             }
             .map_err(sqlx::Error::Encode)?;
         }
-        Ok(arguments)
+        Ok((self.sql, arguments))
     }
 }
 
