@@ -10,7 +10,7 @@
 //! - [`config`]: reading typed configuration from environment variables, one error line per bad
 //!   variable.
 //! - [`telemetry`]: logging set-up (env filter, JSON or plain output, the `log` bridge), with
-//!   [`redact`] masking credentials in every line.
+//!   [`redact`] masking credentials in every line and [`json_line`] writing the JSON line.
 //! - [`trace_context`]: the W3C `traceparent`/`tracestate` both tiers continue or start, and the
 //!   trace a request belongs to.
 //! - [`tracing_export`]: exporting spans over OTLP/HTTP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
@@ -24,6 +24,7 @@ pub mod config;
 pub mod error;
 pub mod headers;
 pub mod healthcheck;
+pub mod json_line;
 pub mod metrics;
 pub mod redact;
 pub mod telemetry;

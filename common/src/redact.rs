@@ -12,10 +12,15 @@
 //! - the HMAC of a gateway assertion (`v1=<hex>`) and any run of 64 hex digits (an HMAC-SHA256
 //!   seen without its `v1=`);
 //! - the exact values of the configured secrets.
+//!
+//! Most lines hold none of these, so a line is first scanned for what every one of them must
+//! contain (one of a few literals, a secret, or a run of 64 hex digits) and only a line that
+//! has such a thing goes through the full pattern.
 
 use std::borrow::Cow;
 use std::sync::LazyLock;
 
+use aho_corasick::AhoCorasick;
 use regex::{Captures, Regex};
 
 /// What replaces a masked value.
@@ -38,10 +43,32 @@ static CREDENTIALS: LazyLock<Regex> = LazyLock::new(|| {
     .unwrap_or_else(|err| unreachable!("the credential pattern is valid: {err}"))
 });
 
+/// What every match of [`CREDENTIALS`] but a bare hex run contains, in some letter case:
+/// `set-cookie` and `proxy-authorization` contain two of them.
+const TRIGGERS: &[&str] = &[
+    "cookie",
+    "authorization",
+    "x-gateway-assertion",
+    "bearer",
+    "eyj",
+    "v1=",
+];
+
+/// The length of the bare hex run [`CREDENTIALS`] masks.
+const HEX_RUN: usize = 64;
+
 /// Masks credentials and the given secrets in text.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Redactor {
     secrets: Vec<String>,
+    /// [`TRIGGERS`] and the secrets, ignoring ASCII case (a superset of what must be found).
+    triggers: AhoCorasick,
+}
+
+impl Default for Redactor {
+    fn default() -> Self {
+        Self::new([])
+    }
 }
 
 impl std::fmt::Debug for Redactor {
@@ -56,11 +83,29 @@ impl Redactor {
         let mut secrets: Vec<String> = secrets.into_iter().filter(|s| !s.is_empty()).collect();
         // Longest first, so a secret containing another is masked whole.
         secrets.sort_by_key(|secret| std::cmp::Reverse(secret.len()));
-        Self { secrets }
+        let triggers = AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .build(
+                TRIGGERS
+                    .iter()
+                    .copied()
+                    .chain(secrets.iter().map(String::as_str)),
+            )
+            .unwrap_or_else(|err| unreachable!("literal patterns always build: {err}"));
+        Self { secrets, triggers }
     }
 
     /// `text` with every credential and secret masked; borrowed when there was none.
     pub fn redact<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        if self.triggers.is_match(text) || has_hex_run(text.as_bytes()) {
+            self.redact_all(text)
+        } else {
+            Cow::Borrowed(text)
+        }
+    }
+
+    /// [`Self::redact`] without the scan that lets most lines skip the full pattern.
+    fn redact_all<'a>(&self, text: &'a str) -> Cow<'a, str> {
         let mut text = CREDENTIALS.replace_all(text, |caps: &Captures<'_>| {
             if let (Some(name), Some(sep)) = (caps.name("name"), caps.name("sep")) {
                 format!("{}{}{MASK}", name.as_str(), sep.as_str())
@@ -79,9 +124,26 @@ impl Redactor {
     }
 }
 
+/// Whether `bytes` holds [`HEX_RUN`] hex digits in a row.
+fn has_hex_run(bytes: &[u8]) -> bool {
+    let mut run = 0;
+    for byte in bytes {
+        if byte.is_ascii_hexdigit() {
+            run += 1;
+            if run == HEX_RUN {
+                return true;
+            }
+        } else {
+            run = 0;
+        }
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     const JWT: &str = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLXNpZ25hdHVyZQ";
 
@@ -146,5 +208,47 @@ mod tests {
     fn ordinary_lines_are_left_alone() {
         let line = r#"{"level":"INFO","route":"/api/{user_id}/tasks","status":200,"request_id":"0b9f2c1e-7d2a-4c55-9e35-0a6f8c3b2d10"}"#;
         assert!(matches!(Redactor::default().redact(line), Cow::Borrowed(_)));
+    }
+
+    proptest! {
+        /// Skipping the full pattern never leaves a credential or a secret in a line: lines
+        /// built from the pieces credentials are made of redact the same with and without
+        /// the scan.
+        #[test]
+        fn the_scan_never_skips_what_the_pattern_masks(
+            pieces in prop::collection::vec(
+                prop_oneof![
+                    Just("Cookie".to_owned()),
+                    Just("sET-cOOKIE".to_owned()),
+                    Just("Proxy-Authorization".to_owned()),
+                    Just("x-gateway-ASSERTION".to_owned()),
+                    Just("BeArEr".to_owned()),
+                    Just("eYj".to_owned()),
+                    Just(".".to_owned()),
+                    Just("V1=".to_owned()),
+                    Just("a-configured-secret-value".to_owned()),
+                    Just("a-configured".to_owned()),
+                    Just("0123456789abcdef".repeat(4)),
+                    "[0-9a-fA-F]{1,70}",
+                    "[ :=\"\\\r\n.%+_-]{1,3}",
+                    "[a-zA-Z0-9]{1,8}",
+                ],
+                0..12,
+            )
+        ) {
+            let line = pieces.concat();
+            let redactor = Redactor::new(["a-configured-secret-value".to_owned()]);
+            prop_assert_eq!(redactor.redact(&line), redactor.redact_all(&line));
+        }
+    }
+
+    #[test]
+    fn a_long_hex_run_is_found_wherever_it_starts() {
+        let run = "a".repeat(HEX_RUN);
+        assert!(has_hex_run(run.as_bytes()));
+        assert!(has_hex_run(format!("x{run}").as_bytes()));
+        assert!(!has_hex_run(
+            format!("{}-{}", &run[1..], &run[1..]).as_bytes()
+        ));
     }
 }

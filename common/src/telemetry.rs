@@ -23,6 +23,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::config::{ConfigError, Env, GATEWAY_SIGNING_SECRET, GATEWAY_SIGNING_SECRET_PREVIOUS};
+use crate::json_line::JsonLine;
 use crate::redact::Redactor;
 use crate::tracing_export::{SPAN_TARGET, TraceExport};
 
@@ -184,11 +185,7 @@ pub fn init(settings: &LogSettings, export: Option<&TraceExport>) {
             .with_env_filter(filter(&settings.filter))
             .with_writer(writer);
         let _already_set = match settings.format {
-            LogFormat::Json => builder
-                .json()
-                .flatten_event(true)
-                .with_current_span(false)
-                .try_init(),
+            LogFormat::Json => builder.event_format(JsonLine).try_init(),
             LogFormat::Plain => builder.try_init(),
         };
         return;
@@ -196,9 +193,7 @@ pub fn init(settings: &LogSettings, export: Option<&TraceExport>) {
     let output = match settings.format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .with_writer(writer)
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
+            .event_format(JsonLine)
             .boxed(),
         LogFormat::Plain => tracing_subscriber::fmt::layer().with_writer(writer).boxed(),
     };
