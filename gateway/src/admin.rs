@@ -1,6 +1,6 @@
 //! The admin listener: `/metrics` (Prometheus text), `/healthz` (the process is up),
-//! `/readyz` (keys loaded when a JWKS is configured, the revocation set loaded, and at least one
-//! healthy replica), and behind `GATEWAY_ADMIN_TOKEN` `POST /explain` ([`crate::explain`]) and
+//! `/readyz` (the public listener accepting connections, keys loaded when a JWKS is configured,
+//! the revocation set loaded, and at least one healthy replica), and behind `GATEWAY_ADMIN_TOKEN` `POST /explain` ([`crate::explain`]) and
 //! the revocation endpoints of [`crate::revocation::api`].
 //!
 //! Keys older than `JWKS_MAX_AGE_SECONDS` (Better Auth unreachable, or answering with no usable
@@ -10,7 +10,9 @@
 //! `gateway_jwks_age_seconds` lets an alert fire.
 //! It is meant for the internal network only and carries no user data.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -36,6 +38,7 @@ pub struct Readiness {
     pub(crate) metrics: Arc<Metrics>,
     /// Keys older than this are reported stale.
     pub(crate) jwks_max_age: Duration,
+    pub(crate) public: Arc<PublicListener>,
 }
 
 impl Readiness {
@@ -56,6 +59,9 @@ impl Readiness {
         self.metrics
             .healthy_upstreams
             .set(i64::try_from(healthy).unwrap_or(i64::MAX));
+        if !self.public.is_listening() {
+            return Err("public listener not bound yet");
+        }
         if self.jwks.as_ref().is_some_and(|jwks| !jwks.is_loaded()) {
             return Err("JWKS not loaded yet");
         }
@@ -70,6 +76,88 @@ impl Readiness {
         }
         Ok(())
     }
+}
+
+/// Whether the public listener is bound yet. Pingora binds each service's listeners on that
+/// service's own thread, so the admin listener can answer before the public one exists; until
+/// this process is seen listening on the public port, the gateway is not ready. The check
+/// reads the kernel's socket tables (`/proc/net/tcp*`, `/proc/self/fd`) rather than
+/// connecting, which a TLS listener would log as a failed handshake.
+#[derive(Debug)]
+pub struct PublicListener {
+    /// The port to look for; `None` when there is nothing to wait for.
+    port: Option<u16>,
+    listening: AtomicBool,
+}
+
+impl PublicListener {
+    /// A listener bound before serving starts (tests and embedding).
+    pub fn bound() -> Self {
+        Self {
+            port: None,
+            listening: AtomicBool::new(true),
+        }
+    }
+
+    /// A listener that pingora binds at `listen`. Port 0 cannot be looked for (the bound port
+    /// is pingora's to know).
+    pub fn at(listen: SocketAddr) -> Self {
+        let port = (listen.port() != 0).then_some(listen.port());
+        Self {
+            listening: AtomicBool::new(port.is_none()),
+            port,
+        }
+    }
+
+    /// Whether the listener has been seen bound.
+    pub fn is_listening(&self) -> bool {
+        self.listening.load(Ordering::Acquire)
+    }
+
+    /// Looks for the listener unless it has already been seen.
+    pub fn look(&self) {
+        let Some(port) = self.port.filter(|_| !self.is_listening()) else {
+            return;
+        };
+        // Without the kernel's tables there is no way to know; do not hold readiness back.
+        if listening_on(port).unwrap_or(true) {
+            self.listening.store(true, Ordering::Release);
+        }
+    }
+}
+
+/// Whether this process holds a TCP socket listening on `port`; `None` when the socket tables
+/// cannot be read.
+fn listening_on(port: u16) -> Option<bool> {
+    const LISTEN: &str = "0A";
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(state), Some(inode)) =
+                (fields.get(1), fields.get(3), fields.get(9))
+            else {
+                continue;
+            };
+            let local_port = local
+                .rsplit_once(':')
+                .and_then(|(_, hex)| u16::from_str_radix(hex, 16).ok());
+            if *state == LISTEN && local_port == Some(port) {
+                inodes.push(format!("socket:[{inode}]"));
+            }
+        }
+    }
+    let descriptors = std::fs::read_dir("/proc/self/fd").ok()?;
+    Some(descriptors.flatten().any(|fd| {
+        std::fs::read_link(fd.path()).is_ok_and(|target| {
+            inodes
+                .iter()
+                .any(|inode| target.as_os_str() == inode.as_str())
+        })
+    }))
 }
 
 /// The admin HTTP application.
@@ -226,6 +314,9 @@ impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let request = session.req_header();
         let (method, path) = (request.method.clone(), request.uri.path().to_owned());
+        if path == "/readyz" {
+            self.readiness.public.look();
+        }
         let admin = path == "/explain" || RevocationApi::serves(&path);
         let mut response = match admin.then(|| self.admin_refusal(request)) {
             Some(Some(refusal)) => refusal,
@@ -238,5 +329,51 @@ impl ServeHttp for AdminApp {
             .headers_mut()
             .insert(header::CONTENT_LENGTH, http::HeaderValue::from(length));
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A loopback port with nothing listening on it.
+    fn closed_port() -> u16 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("address").port()
+    }
+
+    #[test]
+    fn the_public_listener_counts_once_this_process_listens_on_its_port() {
+        let port = closed_port();
+        let public = PublicListener::at(SocketAddr::from(([0, 0, 0, 0], port)));
+        public.look();
+        assert!(!public.is_listening(), "nothing listens on {port} yet");
+
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind again");
+        public.look();
+        assert!(public.is_listening());
+        drop(listener);
+        public.look();
+        assert!(
+            public.is_listening(),
+            "once seen, it is not looked for again"
+        );
+    }
+
+    #[test]
+    fn a_connected_socket_on_the_port_is_not_a_listener() {
+        let server = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let server_port = server.local_addr().expect("address").port();
+        let client = std::net::TcpStream::connect(("127.0.0.1", server_port)).expect("connect");
+        let client_port = client.local_addr().expect("address").port();
+        assert_eq!(listening_on(client_port), Some(false));
+        assert_eq!(listening_on(server_port), Some(true));
+    }
+
+    #[test]
+    fn listeners_that_cannot_be_looked_for_do_not_hold_readiness_back() {
+        assert!(PublicListener::bound().is_listening());
+        assert!(PublicListener::at(SocketAddr::from(([127, 0, 0, 1], 0))).is_listening());
+        assert!(!PublicListener::at(SocketAddr::from(([127, 0, 0, 1], 8080))).is_listening());
     }
 }

@@ -25,7 +25,7 @@ use pingora::services::listening::Service;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::admin::{AdminApp, Readiness};
+use crate::admin::{AdminApp, PublicListener, Readiness};
 use crate::client_limit::FailedTokenLimit;
 use crate::config::Config;
 use crate::cors::CorsPolicy;
@@ -147,6 +147,7 @@ impl Gateway {
                     .jwks
                     .as_ref()
                     .map_or(Duration::MAX, |jwks| jwks.max_age),
+                public: Arc::new(PublicListener::at(config.listen)),
             },
             metrics: Arc::clone(&metrics),
             admin_token: config.admin_token.clone(),
@@ -253,11 +254,12 @@ impl Gateway {
     /// Serves on already-bound listeners until `shutdown` resolves, with the background tasks
     /// running on the current tokio runtime.
     pub async fn serve(
-        self,
+        mut self,
         listener: TcpListener,
         admin_listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) {
+        self.admin.readiness.public = Arc::new(PublicListener::bound());
         let (stop, stopped) = watch::channel(false);
         let proxy = Arc::new(pingora::proxy::http_proxy(
             &Arc::new(ServerConf::default()),
