@@ -1,5 +1,5 @@
 //! The admin listener: `/metrics` (Prometheus text), `/healthz` (the process is up),
-//! `/readyz` (the public listener accepting connections, keys loaded when a JWKS is configured,
+//! `/readyz` (the public listener bound, keys loaded when a JWKS is configured,
 //! the revocation set loaded, and at least one healthy replica), and behind `GATEWAY_ADMIN_TOKEN` `POST /explain` ([`crate::explain`]) and
 //! the revocation endpoints of [`crate::revocation::api`].
 //!
