@@ -14,7 +14,7 @@
 //! - PostgreSQL runs each statement under `statement_timeout`, and with
 //!   `client_connection_check_interval` it notices a closed connection while a statement runs
 //!   and aborts it (dropping a query future alone would leave the statement running); a
-//!   [`Lease`](lease::Lease) closes its connection when dropped mid-operation.
+//!   [`Lease`](postgres::Lease) closes its connection when dropped mid-operation.
 //! - SQLite runs each operation whole on a blocking thread ([`sqlite`]); a progress handler
 //!   interrupts the statement once the deadline passes or the operation is abandoned.
 
@@ -25,7 +25,7 @@ use common::config::ConfigError;
 use common::tracing_export::SPAN_TARGET;
 use sqlx::AssertSqlSafe;
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection};
 use tracing::Instrument;
@@ -34,13 +34,14 @@ use crate::Error;
 use crate::config::DATABASE_URL;
 use crate::metrics::Metrics;
 
-mod lease;
+mod postgres;
+mod slots;
 pub mod sqlite;
 mod statement;
 
 pub use statement::{Count, FromSqliteRow, Record, SqliteRow, Statement};
 
-use lease::{Lease, bound_session};
+use postgres::{PgPool, PgSettings};
 use sqlite::{SqlitePool, SqliteSettings};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -56,8 +57,6 @@ const SQLITE_MAX_CONNECTIONS: u32 = 8;
 /// Per replica. PostgreSQL allows 100 connections by default, so this leaves room for several
 /// replicas plus migrations and administration.
 const POSTGRES_MAX_CONNECTIONS: u32 = 10;
-/// A pooled PostgreSQL connection idle for longer is checked before use.
-const POSTGRES_RECHECK_IDLE: Duration = Duration::from_secs(1);
 /// Keywords shorter than this (in characters) cannot use the trigram indexes.
 pub const KEYWORD_INDEX_MIN_CHARS: usize = 3;
 
@@ -208,30 +207,12 @@ impl Store {
                     .connect_lazy_with(options.clone());
                 POSTGRES_MIGRATIONS.run(&migrations).await?;
                 migrations.close().await;
-                let timeout_ms = limits.statement_timeout.as_millis().to_string();
-                let pool = PgPoolOptions::new()
-                    .max_connections(limits.max_connections.unwrap_or(POSTGRES_MAX_CONNECTIONS))
-                    .acquire_timeout(ACQUIRE_TIMEOUT)
-                    // sqlx checks every connection as it returns to the pool; one that idled
-                    // longer may have been cut (a server restart) and is checked again before
-                    // use. A busy pool's connections thus cost no extra round trip.
-                    .test_before_acquire(false)
-                    .before_acquire(|connection, meta| {
-                        Box::pin(async move {
-                            if meta.idle_for >= POSTGRES_RECHECK_IDLE {
-                                connection.ping().await?;
-                            }
-                            Ok(true)
-                        })
-                    })
-                    // Set per session rather than as startup options, which connection poolers
-                    // such as PgBouncer refuse.
-                    .after_connect(move |connection, _| {
-                        let timeout_ms = timeout_ms.clone();
-                        Box::pin(async move { bound_session(connection, &timeout_ms).await })
-                    })
-                    .connect_lazy_with(options);
-                Pool::Postgres(pool)
+                Pool::Postgres(PgPool::new(PgSettings {
+                    options,
+                    max_connections: limits.max_connections.unwrap_or(POSTGRES_MAX_CONNECTIONS),
+                    acquire_timeout: ACQUIRE_TIMEOUT,
+                    statement_timeout: limits.statement_timeout,
+                }))
             }
         };
         Ok(Self { pool, metrics })
@@ -279,11 +260,11 @@ impl Store {
                 }
                 Pool::Postgres(pool) => {
                     let (sql, arguments) = statement.into_postgres()?;
-                    let mut lease = Lease::take(pool).await?;
+                    let mut lease = pool.lease().await?;
                     let rows = sqlx::query_as_with::<_, T, _>(AssertSqlSafe(sql), arguments)
                         .fetch_all(lease.connection())
                         .await;
-                    lease.finish();
+                    lease.finish(&rows);
                     Ok(rows?)
                 }
             }
@@ -320,11 +301,11 @@ impl Store {
                 }
                 Pool::Postgres(pool) => {
                     let (sql, arguments) = statement.into_postgres()?;
-                    let mut lease = Lease::take(pool).await?;
+                    let mut lease = pool.lease().await?;
                     let done = sqlx::query_with(AssertSqlSafe(sql), arguments)
                         .execute(lease.connection())
                         .await;
-                    lease.finish();
+                    lease.finish(&done);
                     Ok(done?.rows_affected())
                 }
             }
@@ -349,7 +330,7 @@ impl Store {
     pub fn record_pool_state(&self) {
         let (size, idle) = match &self.pool {
             Pool::Sqlite(pool) => pool.state(),
-            Pool::Postgres(pool) => (pool.size(), pool.num_idle()),
+            Pool::Postgres(pool) => pool.state(),
         };
         let idle = i64::try_from(idle).unwrap_or(i64::MAX);
         let gauge = &self.metrics.db_pool_connections;
@@ -437,8 +418,15 @@ impl DbError {
     /// went wrong (500). On PostgreSQL a protocol error means the other end broke off the
     /// conversation: a proxy in front of a managed database (Neon's, a cloud load balancer)
     /// accepts the connection and closes it at once while the database behind it is down.
+    ///
+    /// A server that ends the session (shutting down, restarting, or an administrator's
+    /// `pg_terminate_backend`) says so with an error of class 57P (operator intervention) or 08
+    /// (connection exception) before it closes the connection: unavailable too.
     pub fn is_unavailable(&self) -> bool {
         match self {
+            Self::Postgres(sqlx::Error::Database(err)) => err
+                .code()
+                .is_some_and(|code| code.starts_with("57P") || code.starts_with("08")),
             Self::Postgres(err) => matches!(
                 err,
                 sqlx::Error::PoolTimedOut

@@ -6,7 +6,9 @@ use std::collections::HashSet;
 use reqwest::Method;
 use serde_json::json;
 
-use crate::support::{ALICE, TestApp, backend_tests, tasks_path};
+use std::time::Duration;
+
+use crate::support::{ALICE, Backend, TestApp, backend_tests, run_on, tasks_path};
 
 const WRITERS: usize = 100;
 
@@ -37,3 +39,82 @@ async fn one_hundred_concurrent_creates_all_succeed(app: TestApp) {
 }
 
 backend_tests!(one_hundred_concurrent_creates_all_succeed);
+
+/// The service's sessions on its database: (pid, the last statement each ran).
+async fn service_sessions(app: &TestApp) -> Vec<(i32, String)> {
+    let mut db = app.postgres().await;
+    sqlx::query_as(
+        "select pid, query from pg_stat_activity \
+         where datname = current_database() and pid <> pg_backend_pid() \
+         and backend_type = 'client backend' order by pid",
+    )
+    .fetch_all(&mut db)
+    .await
+    .expect("pg_stat_activity")
+}
+
+/// One round trip per operation: a connection goes back to the pool with no check of its own
+/// (the last statement a session ran is the request's), and the same sessions serve request
+/// after request.
+#[tokio::test]
+async fn postgres_connections_are_reused_without_a_check_per_request() {
+    run_on(Backend::Postgres, |app| async move {
+        app.create_task(ALICE, "first").await;
+        let before = service_sessions(&app).await;
+        assert!(!before.is_empty(), "the service holds a session");
+        for _ in 0..20 {
+            app.list_reply(ALICE, "").await.expect_status(200);
+        }
+        let after = service_sessions(&app).await;
+        let pids = |sessions: &[(i32, String)]| -> Vec<i32> {
+            sessions.iter().map(|(pid, _)| *pid).collect()
+        };
+        assert_eq!(pids(&after), pids(&before), "no session was replaced");
+        assert!(
+            after.iter().any(|(_, query)| query.contains("from tasks")),
+            "the last statement is a request's: {after:?}"
+        );
+        assert!(
+            after
+                .iter()
+                .all(|(_, query)| !query.to_lowercase().contains("ping")),
+            "no check after the request: {after:?}"
+        );
+    })
+    .await;
+}
+
+/// A session the server ends (a restart, an administrator) is not handed out again once it
+/// has idled: the pool checks it, finds it gone and opens another; a request that meets a
+/// session cut while busy gets a 503, and the session is dropped.
+#[tokio::test]
+async fn postgres_connections_cut_by_the_server_are_replaced() {
+    run_on(Backend::Postgres, |app| async move {
+        app.create_task(ALICE, "first").await;
+        let terminate = || async {
+            let mut db = app.postgres().await;
+            sqlx::query(
+                "select pg_terminate_backend(pid) from pg_stat_activity \
+                 where datname = current_database() and pid <> pg_backend_pid() \
+                 and backend_type = 'client backend'",
+            )
+            .execute(&mut db)
+            .await
+            .expect("terminate");
+        };
+        terminate().await;
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        app.list_reply(ALICE, "").await.expect_status(200);
+
+        terminate().await;
+        let first = app.list_reply(ALICE, "").await;
+        assert!(
+            [200, 503].contains(&first.status),
+            "a cut session gives a 503 at worst: {first:?}"
+        );
+        for _ in 0..3 {
+            app.list_reply(ALICE, "").await.expect_status(200);
+        }
+    })
+    .await;
+}

@@ -8,16 +8,19 @@
 //! then returns to the pool, usable.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags};
-use tokio::sync::{OwnedMutexGuard, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::DbError;
+use super::slots::Slots;
 use super::statement::{Columns, FromSqliteRow, Param, SqliteRow, Statement, sqlite_time};
+
+mod writes;
 
 /// SQLite virtual-machine instructions between two looks at an operation's deadline: a few
 /// microseconds of work.
@@ -47,15 +50,8 @@ pub struct SqlitePool {
 
 struct Shared {
     settings: SqliteSettings,
-    /// Connections not in use.
-    idle: Mutex<Vec<Connection>>,
-    /// One permit per connection that may exist; an operation holds one until it has ended,
-    /// so an abandoned operation keeps its connection until it has stopped.
-    permits: Arc<Semaphore>,
-    /// Connections open, in use or idle.
-    open: AtomicU32,
-    /// Held by the operation that writes.
-    writer: Arc<tokio::sync::Mutex<()>>,
+    slots: Slots<Connection>,
+    writes: writes::Queue,
 }
 
 impl std::fmt::Debug for SqlitePool {
@@ -72,14 +68,11 @@ impl std::fmt::Debug for SqlitePool {
 impl SqlitePool {
     /// A pool that opens connections when first needed.
     pub fn new(settings: SqliteSettings) -> Self {
-        let permits = Arc::new(Semaphore::new(settings.max_connections.max(1) as usize));
         Self {
             shared: Arc::new(Shared {
+                slots: Slots::new(settings.max_connections),
                 settings,
-                idle: Mutex::new(Vec::new()),
-                permits,
-                open: AtomicU32::new(0),
-                writer: Arc::default(),
+                writes: writes::Queue::default(),
             }),
         }
     }
@@ -94,65 +87,49 @@ impl SqlitePool {
     /// with the whole statement timeout and the busy timeout. Dropping the returned future then
     /// stops the running statement at its next progress check.
     ///
-    /// SQLite lets one writer write at a time; operations that `write` take the pool's writer
-    /// lock first, so they queue here rather than meet each other inside SQLite, where a
-    /// waiting writer sleeps and retries.
+    /// SQLite lets one writer write at a time. Operations that `write` queue for the pool's
+    /// writer, which commits every write queued meanwhile together ([`writes`]).
     pub async fn run<T, F>(&self, write: bool, operation: F) -> Result<T, DbError>
     where
         F: Fn(&Connection) -> rusqlite::Result<T> + Send + 'static,
         T: Send + 'static,
     {
+        if write {
+            return writes::write(&self.shared, operation).await;
+        }
         let shared = Arc::clone(&self.shared);
         let deadline = Instant::now() + shared.settings.statement_timeout;
-        let writer = if write {
-            let lock = Arc::clone(&shared.writer).lock_owned();
-            match tokio::time::timeout(shared.settings.acquire_timeout, lock).await {
-                Ok(guard) => Some(guard),
-                Err(_) => return Err(DbError::PoolTimedOut),
-            }
-        } else {
-            None
-        };
-        let inline = Arc::clone(&shared.permits)
-            .try_acquire_owned()
-            .ok()
-            .and_then(|permit| Some((permit, shared.take_idle()?)));
+        let inline = shared
+            .slots
+            .try_permit()
+            .and_then(|permit| Some((permit, shared.slots.take_idle()?)));
         let (permit, connection) = match inline {
             Some((permit, connection)) => match run_inline(&connection, deadline, &operation) {
                 Inline::Done(result) => {
-                    shared.give_back(connection);
+                    shared.slots.give_back(connection);
                     return result.map_err(DbError::Sqlite);
                 }
                 Inline::Retry => (permit, Some(connection)),
             },
-            None => {
-                let permit = match tokio::time::timeout(
-                    shared.settings.acquire_timeout,
-                    Arc::clone(&shared.permits).acquire_owned(),
-                )
-                .await
-                {
-                    Ok(Ok(permit)) => permit,
-                    Ok(Err(_)) => return Err(DbError::PoolClosed),
-                    Err(_) => return Err(DbError::PoolTimedOut),
-                };
-                (permit, None)
-            }
+            None => (
+                shared.slots.permit(shared.settings.acquire_timeout).await?,
+                None,
+            ),
         };
-        let abandoned = Abandoned::default();
-        let stop = Arc::clone(&abandoned.0);
+        let state = Arc::new(AtomicU8::new(0));
+        let gone = Gone(Arc::clone(&state));
         let task = tokio::task::spawn_blocking(move || {
-            let _held: (OwnedSemaphorePermit, Option<OwnedMutexGuard<()>>) = (permit, writer);
+            let _held: OwnedSemaphorePermit = permit;
             let connection = match connection {
                 Some(connection) => connection,
                 None => shared.take()?,
             };
-            let result = run_blocking(&connection, &shared.settings, deadline, stop, &operation);
-            shared.give_back(connection);
+            let result = run_blocking(&connection, &shared.settings, deadline, state, &operation);
+            shared.slots.give_back(connection);
             result
         });
         let result = task.await;
-        abandoned.finish();
+        gone.finish();
         match result {
             Ok(result) => result,
             Err(err) => Err(DbError::Worker(err.to_string())),
@@ -161,49 +138,26 @@ impl SqlitePool {
 
     /// Connections open, and how many of them are idle.
     pub fn state(&self) -> (u32, usize) {
-        let idle = self.shared.idle.lock().map_or(0, |idle| idle.len());
-        (self.shared.open.load(Ordering::Relaxed), idle)
+        self.shared.slots.state()
     }
 
     /// Refuses new operations, waits for those running, and closes every connection.
     pub async fn close(&self) {
-        let all = self.shared.settings.max_connections.max(1);
-        let _all = self.shared.permits.acquire_many(all).await;
-        self.shared.permits.close();
-        let idle = match self.shared.idle.lock() {
-            Ok(mut idle) => std::mem::take(&mut *idle),
-            Err(_) => Vec::new(),
-        };
-        for connection in idle {
-            self.shared.open.fetch_sub(1, Ordering::Relaxed);
+        for connection in self.shared.slots.close().await {
             let _ = connection.close();
         }
     }
 }
 
 impl Shared {
-    /// An idle connection, if there is one.
-    fn take_idle(&self) -> Option<Connection> {
-        self.idle.lock().ok().and_then(|mut idle| idle.pop())
-    }
-
     /// An idle connection, or a new one.
     fn take(&self) -> Result<Connection, DbError> {
-        if let Some(connection) = self.take_idle() {
+        if let Some(connection) = self.slots.take_idle() {
             return Ok(connection);
         }
         let connection = open(&self.settings).map_err(DbError::Open)?;
-        self.open.fetch_add(1, Ordering::Relaxed);
+        self.slots.opened();
         Ok(connection)
-    }
-
-    fn give_back(&self, connection: Connection) {
-        match self.idle.lock() {
-            Ok(mut idle) => idle.push(connection),
-            Err(_) => {
-                self.open.fetch_sub(1, Ordering::Relaxed);
-            }
-        }
     }
 }
 
@@ -248,19 +202,19 @@ fn run_inline<T>(
     }
 }
 
-/// Runs `operation` on a blocking thread: bounded by `deadline`, stopped once `abandoned` is
-/// set, waiting up to the busy timeout for another writer.
+/// Runs `operation` on a blocking thread: bounded by `deadline`, stopped once `state` is
+/// [`GONE`], waiting up to the busy timeout for another writer.
 fn run_blocking<T>(
     connection: &Connection,
     settings: &SqliteSettings,
     deadline: Instant,
-    abandoned: Arc<AtomicBool>,
+    state: Arc<AtomicU8>,
     operation: &impl Fn(&Connection) -> rusqlite::Result<T>,
 ) -> Result<T, DbError> {
     // Returning true interrupts the running statement.
     connection.progress_handler(
         PROGRESS_INSTRUCTIONS,
-        Some(move || abandoned.load(Ordering::Relaxed) || Instant::now() >= deadline),
+        Some(move || state.load(Ordering::Acquire) == GONE || Instant::now() >= deadline),
     )?;
     connection.busy_timeout(settings.busy_timeout)?;
     let result = operation(connection);
@@ -269,19 +223,23 @@ fn run_blocking<T>(
     Ok(result?)
 }
 
-/// Set when the future running an operation is dropped before the operation ended.
-#[derive(Default)]
-struct Abandoned(Arc<AtomicBool>);
+/// An operation's state once its caller has gone away: its future was dropped before the
+/// operation ended.
+const GONE: u8 = u8::MAX;
 
-impl Abandoned {
+/// Sets an operation's state to [`GONE`] when its caller's future is dropped; forgotten once
+/// the operation has ended.
+struct Gone(Arc<AtomicU8>);
+
+impl Gone {
     fn finish(self) {
         std::mem::forget(self);
     }
 }
 
-impl Drop for Abandoned {
+impl Drop for Gone {
     fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
+        self.0.store(GONE, Ordering::Release);
     }
 }
 
@@ -450,5 +408,262 @@ mod tests {
         let started = Instant::now();
         assert_eq!(pool.run(false, count_to(3)).await.expect("next"), 3);
         assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    /// A pool with table `t (x integer unique check (x < 100))`, and the writer lock held, so
+    /// that the writes started next queue up.
+    async fn queued_writes(
+        dir: &tempfile::TempDir,
+        timeout: Duration,
+    ) -> (SqlitePool, tokio::sync::OwnedMutexGuard<()>) {
+        let pool = pool(dir, 2, timeout);
+        create_t(&pool).await;
+        let held = Arc::clone(&pool.shared.writes.writer).lock_owned().await;
+        (pool, held)
+    }
+
+    async fn create_t(pool: &SqlitePool) {
+        pool.run(true, |connection| {
+            connection.execute_batch("create table t (x integer unique check (x < 100))")
+        })
+        .await
+        .expect("create");
+    }
+
+    /// Counts the commits of the connections the writes it makes run on.
+    #[derive(Clone, Default)]
+    struct Commits(Arc<std::sync::atomic::AtomicUsize>);
+
+    impl Commits {
+        /// A write that inserts `x`.
+        fn insert(&self, x: i64) -> impl Fn(&Connection) -> rusqlite::Result<()> + Send + 'static {
+            let commits = Arc::clone(&self.0);
+            move |connection| {
+                let commits = Arc::clone(&commits);
+                connection.commit_hook(Some(move || {
+                    commits.fetch_add(1, Ordering::Relaxed);
+                    false
+                }))?;
+                connection.execute("insert into t values (?1)", [x])?;
+                Ok(())
+            }
+        }
+
+        fn count(&self) -> usize {
+            self.0.load(Ordering::Relaxed)
+        }
+    }
+
+    async fn values(pool: &SqlitePool) -> Vec<i64> {
+        pool.run(false, |connection| {
+            let mut select = connection.prepare("select x from t order by x")?;
+            select
+                .query_map([], |row| row.get(0))?
+                .collect::<rusqlite::Result<Vec<i64>>>()
+        })
+        .await
+        .expect("select")
+    }
+
+    /// Starts `write` on its own task and lets it reach the queue.
+    async fn start<T: Send + 'static>(
+        pool: &SqlitePool,
+        write: impl Fn(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> tokio::task::JoinHandle<Result<T, DbError>> {
+        let pool = pool.clone();
+        let task = tokio::spawn(async move { pool.run(true, write).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        task
+    }
+
+    fn constraint_violation(err: &DbError) -> bool {
+        matches!(
+            err,
+            DbError::Sqlite(err)
+                if err.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation)
+        )
+    }
+
+    #[tokio::test]
+    async fn writes_queued_meanwhile_commit_together_and_each_gets_its_own_result() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (pool, held) = queued_writes(&dir, Duration::from_secs(30)).await;
+        let commits = Commits::default();
+        let mut writes = Vec::new();
+        for x in 1..=8 {
+            writes.push(start(&pool, commits.insert(x)).await);
+        }
+        drop(held);
+        for write in writes {
+            write.await.expect("task").expect("written");
+        }
+        assert_eq!(values(&pool).await, (1..=8).collect::<Vec<_>>());
+        assert_eq!(commits.count(), 1, "one commit for the eight writes");
+        // A lone write commits on its own.
+        pool.run(true, commits.insert(9)).await.expect("lone");
+        assert_eq!(commits.count(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_write_that_fails_in_a_batch_fails_alone() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (pool, held) = queued_writes(&dir, Duration::from_secs(30)).await;
+        let commits = Commits::default();
+        let first = start(&pool, commits.insert(1)).await;
+        let refused = start(&pool, commits.insert(100)).await;
+        let duplicate = start(&pool, commits.insert(1)).await;
+        let last = start(&pool, commits.insert(3)).await;
+        drop(held);
+        first.await.expect("task").expect("first");
+        for failed in [refused, duplicate] {
+            let err = failed.await.expect("task").expect_err("constraint");
+            assert!(constraint_violation(&err), "{err}");
+        }
+        last.await.expect("task").expect("last");
+        assert_eq!(values(&pool).await, vec![1, 3]);
+        assert_eq!(commits.count(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_lone_write_that_fails_changes_nothing() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pool = pool(&dir, 2, Duration::from_secs(30));
+        create_t(&pool).await;
+        let err = pool
+            .run(true, |connection| {
+                connection.execute("insert into t values (1)", [])?;
+                connection.execute("insert into t values (100)", [])
+            })
+            .await
+            .expect_err("the second insert is refused");
+        assert!(constraint_violation(&err), "{err}");
+        assert_eq!(
+            values(&pool).await,
+            Vec::<i64>::new(),
+            "the first is undone"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_write_stopped_at_its_deadline_in_a_batch_leaves_the_others_written_once() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (pool, held) = queued_writes(&dir, Duration::from_millis(300)).await;
+        let commits = Commits::default();
+        let first = start(&pool, commits.insert(1)).await;
+        // Runs past its deadline (and first past the inline budget, which moves the batch to a
+        // blocking thread). SQLite rolls the whole transaction back on the interrupt.
+        let endless = start(&pool, |connection| {
+            connection.execute(
+                "insert into t with recursive c(x) as \
+                     (select 1000 union all select x + 1 from c) \
+                 select x from c where x < 0",
+                [],
+            )
+        })
+        .await;
+        let last = start(&pool, commits.insert(3)).await;
+        drop(held);
+        first.await.expect("task").expect("first");
+        let err = endless.await.expect("task").expect_err("stopped");
+        assert!(err.is_timeout(), "{err}");
+        last.await.expect("task").expect("last");
+        assert_eq!(values(&pool).await, vec![1, 3]);
+    }
+
+    #[tokio::test]
+    async fn a_write_moved_to_a_blocking_thread_is_written_once() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pool = pool(&dir, 2, Duration::from_secs(30));
+        create_t(&pool).await;
+        // Its insert is done when its second statement passes the inline budget; the write is
+        // then run again, whole, on a blocking thread.
+        let counted = pool
+            .run(true, |connection| {
+                connection.execute("insert into t values (5)", [])?;
+                count_to(3_000_000)(connection)
+            })
+            .await
+            .expect("written");
+        assert_eq!(counted, 3_000_000);
+        assert_eq!(values(&pool).await, vec![5]);
+    }
+
+    #[tokio::test]
+    async fn a_write_given_up_while_queued_never_runs() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (pool, held) = queued_writes(&dir, Duration::from_secs(30)).await;
+        let commits = Commits::default();
+        let abandoned = start(&pool, commits.insert(1)).await;
+        abandoned.abort();
+        assert!(abandoned.await.expect_err("aborted").is_cancelled());
+        let kept = start(&pool, commits.insert(2)).await;
+        drop(held);
+        kept.await.expect("task").expect("kept");
+        assert_eq!(values(&pool).await, vec![2]);
+    }
+
+    #[tokio::test]
+    async fn a_write_that_waits_past_the_acquire_timeout_is_refused_and_never_runs() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pool = SqlitePool::new(SqliteSettings {
+            acquire_timeout: Duration::from_millis(100),
+            ..pool(&dir, 2, Duration::from_secs(30))
+                .shared
+                .settings
+                .clone()
+        });
+        create_t(&pool).await;
+        let commits = Commits::default();
+        let held = Arc::clone(&pool.shared.writes.writer).lock_owned().await;
+        let err = pool
+            .run(true, commits.insert(1))
+            .await
+            .expect_err("timed out");
+        assert!(matches!(err, DbError::PoolTimedOut), "{err}");
+        drop(held);
+        pool.run(true, commits.insert(2)).await.expect("next");
+        assert_eq!(values(&pool).await, vec![2]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writers_are_each_written_exactly_once() {
+        const WRITERS: i64 = 16;
+        const EACH: i64 = 25;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pool = pool(&dir, 4, Duration::from_secs(30));
+        pool.run(true, |connection| {
+            connection.execute_batch("create table w (x integer primary key, payload text)")
+        })
+        .await
+        .expect("create");
+        let writers = (0..WRITERS).map(|writer| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                for n in 0..EACH {
+                    let x = writer * 1000 + n;
+                    let returned = pool
+                        .run(true, move |connection| {
+                            connection.query_row(
+                                "insert into w values (?1, hex(randomblob(64))) returning x",
+                                [x],
+                                |row| row.get::<_, i64>(0),
+                            )
+                        })
+                        .await
+                        .expect("written");
+                    assert_eq!(returned, x, "each write gets its own result");
+                }
+            })
+        });
+        for writer in futures::future::join_all(writers).await {
+            writer.expect("writer");
+        }
+        let count = pool
+            .run(false, |connection| {
+                connection.query_row("select count(*) from w", [], |row| row.get::<_, i64>(0))
+            })
+            .await
+            .expect("count");
+        assert_eq!(count, WRITERS * EACH);
     }
 }
