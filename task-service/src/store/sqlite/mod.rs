@@ -8,13 +8,13 @@
 //! then returns to the pool, usable.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags};
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
 use super::DbError;
 use super::slots::Slots;
@@ -50,8 +50,17 @@ pub struct SqlitePool {
 
 struct Shared {
     settings: SqliteSettings,
+    /// The reading connections.
     slots: Slots<Connection>,
-    writes: writes::Queue,
+    writes: Arc<writes::Queue>,
+    /// Told when the writer thread has ended.
+    writer_ended: Mutex<Option<oneshot::Receiver<()>>>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.writes.close();
+    }
 }
 
 impl std::fmt::Debug for SqlitePool {
@@ -66,13 +75,17 @@ impl std::fmt::Debug for SqlitePool {
 }
 
 impl SqlitePool {
-    /// A pool that opens connections when first needed.
+    /// A pool that opens connections when first needed: one for its writer thread, and the
+    /// rest of `max_connections` (at least one) for reading.
     pub fn new(settings: SqliteSettings) -> Self {
+        let writes = Arc::new(writes::Queue::default());
+        let writer_ended = writes::start(&writes, settings.clone());
         Self {
             shared: Arc::new(Shared {
-                slots: Slots::new(settings.max_connections),
+                slots: Slots::new(settings.max_connections.saturating_sub(1)),
                 settings,
-                writes: writes::Queue::default(),
+                writes,
+                writer_ended: Mutex::new(Some(writer_ended)),
             }),
         }
     }
@@ -88,7 +101,7 @@ impl SqlitePool {
     /// stops the running statement at its next progress check.
     ///
     /// SQLite lets one writer write at a time. Operations that `write` queue for the pool's
-    /// writer, which commits every write queued meanwhile together ([`writes`]).
+    /// writer thread, which commits every write queued meanwhile together ([`writes`]).
     pub async fn run<T, F>(&self, write: bool, operation: F) -> Result<T, DbError>
     where
         F: Fn(&Connection) -> rusqlite::Result<T> + Send + 'static,
@@ -138,11 +151,23 @@ impl SqlitePool {
 
     /// Connections open, and how many of them are idle.
     pub fn state(&self) -> (u32, usize) {
-        self.shared.slots.state()
+        let (open, idle) = self.shared.slots.state();
+        (open + u32::from(self.shared.writes.connected()), idle)
     }
 
-    /// Refuses new operations, waits for those running, and closes every connection.
+    /// Refuses new operations, waits for those running (writes queued included), and closes
+    /// every connection.
     pub async fn close(&self) {
+        self.shared.writes.close();
+        let writer_ended = self
+            .shared
+            .writer_ended
+            .lock()
+            .ok()
+            .and_then(|mut ended| ended.take());
+        if let Some(ended) = writer_ended {
+            let _ = ended.await;
+        }
         for connection in self.shared.slots.close().await {
             let _ = connection.close();
         }
@@ -410,16 +435,41 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(2));
     }
 
-    /// A pool with table `t (x integer unique check (x < 100))`, and the writer lock held, so
+    /// A pool with table `t (x integer unique check (x < 100))` whose writer is held up, so
     /// that the writes started next queue up.
-    async fn queued_writes(
-        dir: &tempfile::TempDir,
-        timeout: Duration,
-    ) -> (SqlitePool, tokio::sync::OwnedMutexGuard<()>) {
+    async fn queued_writes(dir: &tempfile::TempDir, timeout: Duration) -> (SqlitePool, Held) {
         let pool = pool(dir, 2, timeout);
         create_t(&pool).await;
-        let held = Arc::clone(&pool.shared.writes.writer).lock_owned().await;
+        let held = hold(&pool).await;
         (pool, held)
+    }
+
+    /// The writer thread held up: another connection holds the write lock, and a write waits
+    /// for it there.
+    struct Held {
+        holder: Connection,
+        waiting: tokio::task::JoinHandle<Result<usize, DbError>>,
+    }
+
+    async fn hold(pool: &SqlitePool) -> Held {
+        let holder = open(&pool.shared.settings).expect("open");
+        holder.execute_batch("begin immediate").expect("lock");
+        let waiting = start(pool, |connection| {
+            connection.execute("delete from t where x < 0", [])
+        })
+        .await;
+        Held { holder, waiting }
+    }
+
+    impl Held {
+        /// Lets the writer go on: the waiting write, then the writes queued meanwhile.
+        async fn release(self) {
+            self.holder.execute_batch("commit").expect("unlock");
+            self.waiting
+                .await
+                .expect("task")
+                .expect("the waiting write");
+        }
     }
 
     async fn create_t(pool: &SqlitePool) {
@@ -493,7 +543,7 @@ mod tests {
         for x in 1..=8 {
             writes.push(start(&pool, commits.insert(x)).await);
         }
-        drop(held);
+        held.release().await;
         for write in writes {
             write.await.expect("task").expect("written");
         }
@@ -513,7 +563,7 @@ mod tests {
         let refused = start(&pool, commits.insert(100)).await;
         let duplicate = start(&pool, commits.insert(1)).await;
         let last = start(&pool, commits.insert(3)).await;
-        drop(held);
+        held.release().await;
         first.await.expect("task").expect("first");
         for failed in [refused, duplicate] {
             let err = failed.await.expect("task").expect_err("constraint");
@@ -562,7 +612,7 @@ mod tests {
         })
         .await;
         let last = start(&pool, commits.insert(3)).await;
-        drop(held);
+        held.release().await;
         first.await.expect("task").expect("first");
         let err = endless.await.expect("task").expect_err("stopped");
         assert!(err.is_timeout(), "{err}");
@@ -571,12 +621,12 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_write_moved_to_a_blocking_thread_is_written_once() {
+    async fn a_long_write_of_several_statements_is_written_once() {
         let dir = tempfile::tempdir().expect("temp dir");
         let pool = pool(&dir, 2, Duration::from_secs(30));
         create_t(&pool).await;
-        // Its insert is done when its second statement passes the inline budget; the write is
-        // then run again, whole, on a blocking thread.
+        // Its insert is done long before its second statement ends (a read's inline budget
+        // many times over).
         let counted = pool
             .run(true, |connection| {
                 connection.execute("insert into t values (5)", [])?;
@@ -597,7 +647,7 @@ mod tests {
         abandoned.abort();
         assert!(abandoned.await.expect_err("aborted").is_cancelled());
         let kept = start(&pool, commits.insert(2)).await;
-        drop(held);
+        held.release().await;
         kept.await.expect("task").expect("kept");
         assert_eq!(values(&pool).await, vec![2]);
     }
@@ -614,13 +664,13 @@ mod tests {
         });
         create_t(&pool).await;
         let commits = Commits::default();
-        let held = Arc::clone(&pool.shared.writes.writer).lock_owned().await;
+        let held = hold(&pool).await;
         let err = pool
             .run(true, commits.insert(1))
             .await
             .expect_err("timed out");
         assert!(matches!(err, DbError::PoolTimedOut), "{err}");
-        drop(held);
+        held.release().await;
         pool.run(true, commits.insert(2)).await.expect("next");
         assert_eq!(values(&pool).await, vec![2]);
     }

@@ -1,10 +1,13 @@
-//! Group commit: the writes that queue while one is being written are committed together.
+//! Group commit on a writer thread: the writes that queue while one batch is being written are
+//! committed together, by one thread that owns the pool's writing connection.
 //!
 //! SQLite lets one writer write at a time, and every commit writes each page it changed to the
 //! WAL (a task's row, both of its indexes, the autoincrement counter, and the keyword index's
-//! new segment). Writes therefore queue for the pool's writer lock. Whoever takes the lock runs
-//! every write queued by then in one transaction, each inside its own savepoint, and commits
-//! once; each write's result is sent to its caller only after that commit.
+//! new segment). Writes therefore queue for the writer thread. It takes every write queued (up
+//! to [`MAX_BATCH`]), runs them in one transaction, each inside its own savepoint, and commits
+//! once; each write's result is sent to its caller only after that commit. The runtime's
+//! threads never run a commit, so the requests they serve meanwhile are not held up by one, and
+//! a busy writer goes from one batch to the next without a hand-off.
 //!
 //! A write's outcome is its own whatever its neighbours do: one that fails (a constraint, its
 //! deadline, its request gone) is rolled back to its savepoint, and the others commit. When an
@@ -12,20 +15,18 @@
 //! lost lock), the failed write gets its error and the others are run again from the start, so
 //! none of them is reported written unless it was committed.
 //!
-//! A lone write runs in a transaction of its own too (without a savepoint). A statement can fail
-//! after it made its change: an interrupt that lands while an `insert … returning` hands out
-//! its row stops the statement but, in autocommit mode, may leave the row committed. Inside a
-//! transaction, the failed write is rolled back whatever the statement left, so a write stopped
-//! on the calling thread and run again on a blocking thread is written once.
+//! A lone write runs in a transaction of its own too (without a savepoint): a statement can fail
+//! after it made its change (an interrupt that lands while an `insert … returning` hands out its
+//! row), and inside a transaction the failed write is rolled back whatever the statement left.
 
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Instant;
 
 use rusqlite::Connection;
-use tokio::sync::{OwnedMutexGuard, OwnedSemaphorePermit, oneshot};
+use tokio::sync::oneshot;
 
-use super::{DbError, GONE, Gone, INLINE_BUDGET, PROGRESS_INSTRUCTIONS, Shared};
+use super::{DbError, GONE, Gone, PROGRESS_INSTRUCTIONS, Shared, SqliteSettings, open};
 
 /// The most writes one transaction takes: the rest wait for the next.
 const MAX_BATCH: usize = 64;
@@ -35,11 +36,48 @@ const QUEUED: u8 = 0;
 /// caller went away, or gave up waiting while it was still queued.)
 const CLAIMED: u8 = 1;
 
-/// The writes waiting for the writer, and the writer's lock.
+/// The writes waiting for the writer thread.
 #[derive(Default)]
 pub(super) struct Queue {
-    pending: Mutex<Vec<Box<dyn Pending>>>,
-    pub(super) writer: Arc<tokio::sync::Mutex<()>>,
+    pending: Mutex<Pending>,
+    /// Signalled when a write is queued or the pool closes.
+    queued: Condvar,
+    /// Whether the writer thread holds its connection open.
+    connected: AtomicBool,
+}
+
+#[derive(Default)]
+struct Pending {
+    writes: Vec<Box<dyn Write>>,
+    /// Set when the pool closes: the writer ends once the queue is empty.
+    closing: bool,
+    /// Told when the writer thread has ended.
+    ended: Option<oneshot::Sender<()>>,
+}
+
+/// Starts the writer thread of a pool opened with `settings`. It ends when [`Queue::close`] is
+/// called (or the pool is dropped) and the queue is empty.
+pub(super) fn start(queue: &Arc<Queue>, settings: SqliteSettings) -> oneshot::Receiver<()> {
+    let (ended, on_end) = oneshot::channel();
+    if let Ok(mut pending) = queue.pending.lock() {
+        pending.ended = Some(ended);
+    }
+    let writing = Arc::clone(queue);
+    let spawned = std::thread::Builder::new()
+        .name("sqlite-writer".to_owned())
+        .spawn(move || writer(&writing, &settings));
+    if let Err(err) = spawned {
+        // Every write then waits out the acquire timeout (503); closing does not wait.
+        tracing::error!(error = %err, "cannot start the SQLite writer thread");
+        drop(
+            queue
+                .pending
+                .lock()
+                .ok()
+                .and_then(|mut pending| pending.ended.take()),
+        );
+    }
+    on_end
 }
 
 /// Runs `operation` as a write: queued, then committed with the writes queued beside it.
@@ -56,20 +94,20 @@ where
     let deadline = Instant::now() + shared.settings.statement_timeout;
     let state = Arc::new(AtomicU8::new(QUEUED));
     let (reply, mut result) = oneshot::channel();
-    shared.writes.push(Box::new(Write {
+    let queued = Box::new(Queued {
         operation,
         deadline,
         state: Arc::clone(&state),
         result: None,
         settled: false,
         reply,
-    }));
+    });
+    if !shared.writes.push(queued) {
+        return Err(DbError::PoolClosed);
+    }
     let gone = Gone(Arc::clone(&state));
-    let lock = Arc::clone(&shared.writes.writer).lock_owned();
-    tokio::pin!(lock);
     let patience = tokio::time::sleep(shared.settings.acquire_timeout);
     tokio::pin!(patience);
-    let mut locked = false;
     loop {
         tokio::select! {
             biased;
@@ -78,12 +116,6 @@ where
                 return outcome.unwrap_or_else(|_| {
                     Err(DbError::Worker("the write ended without a result".to_owned()))
                 });
-            }
-            guard = &mut lock, if !locked => {
-                // The write is still queued (or was run by the writer before, and its result
-                // is taken next): this caller commits the queue.
-                locked = true;
-                lead(shared, guard);
             }
             () = &mut patience, if state.load(Ordering::Acquire) == QUEUED => {
                 if state
@@ -99,140 +131,138 @@ where
 }
 
 impl Queue {
-    fn push(&self, write: Box<dyn Pending>) {
+    /// Queues a write for the writer thread; false once the pool is closing.
+    fn push(&self, write: Box<dyn Write>) -> bool {
+        let Ok(mut pending) = self.pending.lock() else {
+            return false;
+        };
+        if pending.closing {
+            return false;
+        }
+        pending.writes.push(write);
+        drop(pending);
+        self.queued.notify_one();
+        true
+    }
+
+    /// Waits for writes, and claims the first ones queued (up to [`MAX_BATCH`]) whose callers
+    /// still wait. Empty once the pool is closing and every write queued before has run.
+    fn next_batch(&self) -> Vec<Box<dyn Write>> {
+        let Ok(mut pending) = self.pending.lock() else {
+            return Vec::new();
+        };
+        loop {
+            if !pending.writes.is_empty() {
+                let first = pending.writes.len().min(MAX_BATCH);
+                let batch: Vec<_> = pending
+                    .writes
+                    .drain(..first)
+                    .filter(|write| write.claim())
+                    .collect();
+                if !batch.is_empty() {
+                    return batch;
+                }
+                continue;
+            }
+            if pending.closing {
+                return Vec::new();
+            }
+            pending = match self.queued.wait(pending) {
+                Ok(pending) => pending,
+                Err(_) => return Vec::new(),
+            };
+        }
+    }
+
+    /// Refuses new writes; the writer thread ends once those queued have run.
+    pub(super) fn close(&self) {
         if let Ok(mut pending) = self.pending.lock() {
-            pending.push(write);
+            pending.closing = true;
         }
+        self.queued.notify_all();
     }
 
-    /// The writes queued first (up to [`MAX_BATCH`]) whose callers still wait, claimed for a
-    /// batch.
-    fn claim(&self) -> Vec<Box<dyn Pending>> {
-        let queued: Vec<_> = match self.pending.lock() {
-            Ok(mut pending) => {
-                let first = pending.len().min(MAX_BATCH);
-                pending.drain(..first).collect()
-            }
-            Err(_) => Vec::new(),
-        };
-        queued.into_iter().filter(|write| write.claim()).collect()
+    /// Whether the writer thread's connection is open.
+    pub(super) fn connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
     }
 }
 
-/// Commits the queue, holding the writer lock (`guard`) until every result is sent. On an idle
-/// connection the batch is first tried on the calling thread, within [`INLINE_BUDGET`] and
-/// without waiting for another process's writer; otherwise (or when that does not suffice) it
-/// runs on a blocking thread. Nothing here waits, so the batch is never left half-run by a
-/// caller that goes away.
-fn lead(shared: &Arc<Shared>, guard: OwnedMutexGuard<()>) {
-    let mut batch = shared.writes.claim();
-    if batch.is_empty() {
-        return;
-    }
-    let Some(permit) = shared.slots.try_permit() else {
-        let shared = Arc::clone(shared);
-        tokio::spawn(async move {
-            match shared.slots.permit(shared.settings.acquire_timeout).await {
-                Ok(permit) => in_blocking_thread(shared, guard, permit, None, batch),
-                Err(err) => settle_all(batch, &err),
-            }
-        });
-        return;
-    };
-    let Some(connection) = shared.slots.take_idle() else {
-        in_blocking_thread(Arc::clone(shared), guard, permit, None, batch);
-        return;
-    };
-    match run_batch(&connection, &mut batch, true) {
-        Batch::Ran => {
-            shared.slots.give_back(connection);
-            deliver(batch);
-            drop((permit, guard));
+/// The writer thread: runs batch after batch on its own connection (opened when first needed,
+/// again after it failed to open), with the busy timeout for another process's writer.
+fn writer(queue: &Queue, settings: &SqliteSettings) {
+    let mut connection: Option<Connection> = None;
+    loop {
+        let mut batch = queue.next_batch();
+        if batch.is_empty() {
+            break;
         }
-        Batch::Retry => {
-            in_blocking_thread(Arc::clone(shared), guard, permit, Some(connection), batch);
-        }
-    }
-}
-
-/// Runs the batch on a blocking thread with the busy timeout, then sends the results.
-fn in_blocking_thread(
-    shared: Arc<Shared>,
-    guard: OwnedMutexGuard<()>,
-    permit: OwnedSemaphorePermit,
-    connection: Option<Connection>,
-    mut batch: Vec<Box<dyn Pending>>,
-) {
-    tokio::task::spawn_blocking(move || {
-        let connection = match connection {
-            Some(connection) => connection,
-            None => match shared.take() {
-                Ok(connection) => connection,
+        if connection.is_none() {
+            match open(settings).and_then(|opened| {
+                opened.busy_timeout(settings.busy_timeout)?;
+                Ok(opened)
+            }) {
+                Ok(opened) => {
+                    connection = Some(opened);
+                    queue.connected.store(true, Ordering::Relaxed);
+                }
                 Err(err) => {
-                    settle_all(batch, &err);
-                    drop((permit, guard));
-                    return;
+                    settle_all(batch, &DbError::Open(err));
+                    continue;
                 }
-            },
-        };
-        match connection.busy_timeout(shared.settings.busy_timeout) {
-            Ok(()) => {
-                run_batch(&connection, &mut batch, false);
-                match connection.busy_timeout(Duration::ZERO) {
-                    Ok(()) => shared.slots.give_back(connection),
-                    Err(_) => shared.slots.closed(),
-                }
-                deliver(batch);
-            }
-            Err(err) => {
-                shared.slots.give_back(connection);
-                settle_all(batch, &DbError::Sqlite(err));
             }
         }
-        drop((permit, guard));
-    });
-}
-
-/// How running a batch ended.
-enum Batch {
-    /// Every write has its outcome.
-    Ran,
-    /// Tried on the calling thread: a write was stopped at the inline budget or the batch met
-    /// another process's writer, and nothing was committed; run it again on a blocking thread.
-    Retry,
+        if let Some(writing) = &connection {
+            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                run_batch(writing, &mut batch);
+            }));
+            if ran.is_err() {
+                // A write panicked: none of the batch is known to be committed or not, and the
+                // connection may be mid-transaction. It is dropped (rolling back what is open)
+                // and a new one opened for the next batch.
+                for write in &mut batch {
+                    write.settle(DbError::Worker("a write panicked".to_owned()));
+                }
+                connection = None;
+                queue.connected.store(false, Ordering::Relaxed);
+            }
+        }
+        deliver(batch);
+    }
+    if let Some(connection) = connection {
+        let _ = connection.close();
+        queue.connected.store(false, Ordering::Relaxed);
+    }
+    let ended = queue
+        .pending
+        .lock()
+        .ok()
+        .and_then(|mut pending| pending.ended.take());
+    if let Some(ended) = ended {
+        let _ = ended.send(());
+    }
 }
 
 /// Runs the batch's writes in one transaction, each in a savepoint of its own when there are
-/// several, and commits. `inline` (on the calling thread), gives up ([`Batch::Retry`]) rather
-/// than let one write run past [`INLINE_BUDGET`] or wait for a lock.
-fn run_batch(connection: &Connection, batch: &mut [Box<dyn Pending>], inline: bool) -> Batch {
+/// several, and commits.
+fn run_batch(connection: &Connection, batch: &mut [Box<dyn Write>]) {
     loop {
         let running = batch.iter().filter(|write| !write.settled()).count();
         if running == 0 {
-            return Batch::Ran;
+            return;
         }
         let together = running > 1;
         if let Err(err) = connection.execute_batch("begin immediate") {
-            if inline && is_busy(&err) {
-                return Batch::Retry;
-            }
             for write in batch.iter_mut() {
                 write.settle(DbError::Sqlite(clone_error(&err)));
             }
-            return Batch::Ran;
+            return;
         }
         let mut restart = false;
         for write in batch.iter_mut().filter(|write| !write.settled()) {
-            match run_one(connection, write.as_mut(), together, inline) {
-                Step::Ran => {}
-                Step::Retry => {
-                    rollback(connection);
-                    return Batch::Retry;
-                }
-                Step::RolledBack => {
-                    restart = true;
-                    break;
-                }
+            if !run_one(connection, write.as_mut(), together) {
+                restart = true;
+                break;
             }
         }
         if restart {
@@ -240,61 +270,35 @@ fn run_batch(connection: &Connection, batch: &mut [Box<dyn Pending>], inline: bo
         }
         if connection.is_autocommit() {
             // A lone write failed, and its transaction is rolled back.
-            return Batch::Ran;
+            return;
         }
-        match connection.execute_batch("commit") {
-            Ok(()) => return Batch::Ran,
-            Err(err) => {
-                rollback(connection);
-                if inline && is_busy(&err) {
-                    return Batch::Retry;
-                }
-                for write in batch.iter_mut() {
-                    write.settle(DbError::Sqlite(clone_error(&err)));
-                }
-                return Batch::Ran;
+        if let Err(err) = connection.execute_batch("commit") {
+            rollback(connection);
+            for write in batch.iter_mut() {
+                write.settle(DbError::Sqlite(clone_error(&err)));
             }
         }
+        return;
     }
 }
 
-/// How one write of a batch ended.
-enum Step {
-    /// It has a result (kept until the commit) or its error.
-    Ran,
-    /// Stopped at the inline budget or by another process's writer.
-    Retry,
-    /// It failed, and its error rolled the whole transaction back.
-    RolledBack,
-}
-
-fn run_one(connection: &Connection, write: &mut dyn Pending, together: bool, inline: bool) -> Step {
+/// Runs one write of a batch, in a savepoint when the batch has several. False when it failed
+/// and its error rolled the whole transaction back: the batch must run again.
+fn run_one(connection: &Connection, write: &mut dyn Write, together: bool) -> bool {
     if write.gone() {
         write.settle(DbError::Worker("the request went away".to_owned()));
-        return Step::Ran;
+        return true;
     }
     if together && let Err(err) = connection.execute_batch("savepoint write") {
         let rolled_back = connection.is_autocommit();
         write.settle(DbError::Sqlite(err));
-        return if rolled_back {
-            Step::RolledBack
-        } else {
-            Step::Ran
-        };
+        return !rolled_back;
     }
     let deadline = write.deadline();
-    let budget_end = inline.then(|| (Instant::now() + INLINE_BUDGET).min(deadline));
     let state = write.state();
-    let over_budget = Arc::new(AtomicBool::new(false));
-    let stopped = Arc::clone(&over_budget);
     let watched = connection.progress_handler(
         PROGRESS_INSTRUCTIONS,
-        Some(move || {
-            let now = Instant::now();
-            let over = budget_end.is_some_and(|end| now >= end);
-            stopped.store(over, Ordering::Relaxed);
-            over || now >= deadline || state.load(Ordering::Acquire) == GONE
-        }),
+        Some(move || Instant::now() >= deadline || state.load(Ordering::Acquire) == GONE),
     );
     let outcome = watched.and_then(|()| write.run(connection));
     let _ = connection.progress_handler(0, None::<fn() -> bool>);
@@ -304,31 +308,26 @@ fn run_one(connection: &Connection, write: &mut dyn Pending, together: bool, inl
                 // Its changes cannot be told apart from the others' any more.
                 rollback(connection);
                 write.settle(DbError::Sqlite(err));
-                return Step::RolledBack;
+                return false;
             }
-            return Step::Ran;
+            return true;
         }
         Err(err) => err,
     };
-    if inline
-        && (is_busy(&err) || (over_budget.load(Ordering::Relaxed) && Instant::now() < deadline))
-    {
-        return Step::Retry;
-    }
     if !together {
         rollback(connection);
         write.settle(DbError::Sqlite(err));
-        return Step::Ran;
+        return true;
     }
     if connection.is_autocommit() {
         write.settle(DbError::Sqlite(err));
-        return Step::RolledBack;
+        return false;
     }
     let _ = connection.execute_batch("rollback to write; release write");
     // Its neighbours' uncommitted writes may be why it failed (a unique value one of them
     // took): should the batch run again, so does this write.
     write.fail(DbError::Sqlite(err));
-    Step::Ran
+    true
 }
 
 /// Ends the open transaction, if one is open.
@@ -338,19 +337,15 @@ fn rollback(connection: &Connection) {
     }
 }
 
-fn is_busy(err: &rusqlite::Error) -> bool {
-    err.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
-}
-
 /// Sends every write's outcome to its caller.
-fn deliver(batch: Vec<Box<dyn Pending>>) {
+fn deliver(batch: Vec<Box<dyn Write>>) {
     for write in batch {
         write.deliver();
     }
 }
 
 /// Ends every write of the batch with `err`, and sends it.
-fn settle_all(mut batch: Vec<Box<dyn Pending>>, err: &DbError) {
+fn settle_all(mut batch: Vec<Box<dyn Write>>, err: &DbError) {
     for write in &mut batch {
         write.settle(clone_db_error(err));
     }
@@ -381,7 +376,7 @@ fn clone_db_error(err: &DbError) -> DbError {
 }
 
 /// A queued write, whatever its result's type.
-trait Pending: Send {
+trait Write: Send {
     /// Takes it into a batch, unless its caller has gone.
     fn claim(&self) -> bool;
     /// Whether its caller has gone since.
@@ -391,7 +386,7 @@ trait Pending: Send {
     /// Whether its outcome is decided: an error, whatever the commit does or whether the
     /// batch runs again.
     fn settled(&self) -> bool;
-    /// Runs it, keeping its result for [`Pending::deliver`].
+    /// Runs it, keeping its result for [`Write::deliver`].
     fn run(&mut self, connection: &Connection) -> rusqlite::Result<()>;
     /// It failed with `err` in this run of the batch; if the batch runs again, so does it.
     fn fail(&mut self, err: DbError);
@@ -401,7 +396,7 @@ trait Pending: Send {
     fn deliver(self: Box<Self>);
 }
 
-struct Write<T, F> {
+struct Queued<T, F> {
     operation: F,
     deadline: Instant,
     state: Arc<AtomicU8>,
@@ -412,7 +407,7 @@ struct Write<T, F> {
     reply: oneshot::Sender<Result<T, DbError>>,
 }
 
-impl<T, F> Pending for Write<T, F>
+impl<T, F> Write for Queued<T, F>
 where
     F: Fn(&Connection) -> rusqlite::Result<T> + Send + 'static,
     T: Send + 'static,
