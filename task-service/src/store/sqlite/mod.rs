@@ -600,8 +600,7 @@ mod tests {
         let (pool, held) = queued_writes(&dir, Duration::from_millis(300)).await;
         let commits = Commits::default();
         let first = start(&pool, commits.insert(1)).await;
-        // Runs past its deadline (and first past the inline budget, which moves the batch to a
-        // blocking thread). SQLite rolls the whole transaction back on the interrupt.
+        // Runs past its deadline. SQLite rolls the whole transaction back on the interrupt.
         let endless = start(&pool, |connection| {
             connection.execute(
                 "insert into t with recursive c(x) as \

@@ -207,7 +207,8 @@ fn writer(queue: &Queue, settings: &SqliteSettings) {
                     queue.connected.store(true, Ordering::Relaxed);
                 }
                 Err(err) => {
-                    settle_all(batch, &DbError::Open(err));
+                    settle_each(&mut batch, || DbError::Open(clone_error(&err)));
+                    deliver(batch);
                     continue;
                 }
             }
@@ -253,9 +254,7 @@ fn run_batch(connection: &Connection, batch: &mut [Box<dyn Write>]) {
         }
         let together = running > 1;
         if let Err(err) = connection.execute_batch("begin immediate") {
-            for write in batch.iter_mut() {
-                write.settle(DbError::Sqlite(clone_error(&err)));
-            }
+            settle_each(batch, || DbError::Sqlite(clone_error(&err)));
             return;
         }
         let mut restart = false;
@@ -274,9 +273,7 @@ fn run_batch(connection: &Connection, batch: &mut [Box<dyn Write>]) {
         }
         if let Err(err) = connection.execute_batch("commit") {
             rollback(connection);
-            for write in batch.iter_mut() {
-                write.settle(DbError::Sqlite(clone_error(&err)));
-            }
+            settle_each(batch, || DbError::Sqlite(clone_error(&err)));
         }
         return;
     }
@@ -344,12 +341,11 @@ fn deliver(batch: Vec<Box<dyn Write>>) {
     }
 }
 
-/// Ends every write of the batch with `err`, and sends it.
-fn settle_all(mut batch: Vec<Box<dyn Write>>, err: &DbError) {
-    for write in &mut batch {
-        write.settle(clone_db_error(err));
+/// Ends every write of the batch with the error `err` makes.
+fn settle_each(batch: &mut [Box<dyn Write>], err: impl Fn() -> DbError) {
+    for write in batch {
+        write.settle(err());
     }
-    deliver(batch);
 }
 
 /// The same error again, for each write of a batch that one error ended.
@@ -362,16 +358,6 @@ fn clone_error(err: &rusqlite::Error) -> rusqlite::Error {
             rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
             Some(other.to_string()),
         ),
-    }
-}
-
-fn clone_db_error(err: &DbError) -> DbError {
-    match err {
-        DbError::Sqlite(err) => DbError::Sqlite(clone_error(err)),
-        DbError::Open(err) => DbError::Open(clone_error(err)),
-        DbError::PoolTimedOut => DbError::PoolTimedOut,
-        DbError::PoolClosed => DbError::PoolClosed,
-        other => DbError::Worker(other.to_string()),
     }
 }
 
