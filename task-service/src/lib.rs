@@ -18,6 +18,8 @@
 //!   - `http::health`: the operator endpoints.
 //! - `store`: the database pools, migrations, and the one place where the backends differ.
 //! - `metrics`: the Prometheus registry of one app instance.
+//! - `timestamp`: RFC 3339 times written for the API and SQLite, and read back, byte for byte as
+//!   chrono does, without its general formatter and parser in the common case.
 
 pub mod config;
 mod http;
@@ -25,6 +27,7 @@ mod metrics;
 mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod timestamp;
 
 use std::future::Future;
 

@@ -36,9 +36,12 @@ use crate::store::Store;
 /// Request bodies above this size get a 413: a task is at most a few kilobytes.
 const BODY_LIMIT_BYTES: usize = 64 * 1024;
 
-/// What every handler can reach; cheap to clone.
+/// What every handler can reach; cloned for every request (by the router and by each
+/// extractor that takes it), so one reference count rather than one per part.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+struct Shared {
     store: Store,
     verifier: Arc<AssertionVerifier>,
     metrics: Metrics,
@@ -48,34 +51,34 @@ pub struct AppState {
 impl AppState {
     /// Bundles the parts the handlers share.
     pub fn new(store: Store, verifier: AssertionVerifier, metrics: Metrics) -> Self {
-        Self {
+        Self(Arc::new(Shared {
             store,
             verifier: Arc::new(verifier),
             metrics,
             searches: Arc::default(),
-        }
+        }))
     }
 
     /// The database.
     pub fn store(&self) -> &Store {
-        &self.store
+        &self.0.store
     }
 
     /// This instance's metrics.
     pub fn metrics(&self) -> &Metrics {
-        &self.metrics
+        &self.0.metrics
     }
 
     /// The keyword searches running now, per user.
     pub fn searches(&self) -> &Arc<tasks::SearchSlots> {
-        &self.searches
+        &self.0.searches
     }
 }
 
 /// What the `User` extractor takes from the state.
 impl FromRef<AppState> for Arc<AssertionVerifier> {
     fn from_ref(state: &AppState) -> Self {
-        Arc::clone(&state.verifier)
+        Arc::clone(&state.0.verifier)
     }
 }
 

@@ -2,9 +2,11 @@
 //! placeholders and the values bound to them, each with its SQL type (a typed null stays typed,
 //! which PostgreSQL needs to plan `coalesce($n, column)`).
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use sqlx::Arguments;
 use sqlx::postgres::{PgArguments, PgRow};
+
+use crate::timestamp::{self, Offset};
 
 /// One bound value.
 #[derive(Debug, Clone, PartialEq)]
@@ -128,7 +130,7 @@ impl Statement {
 /// How times are stored in SQLite: RFC 3339 in UTC with a `+00:00` offset, so that text order
 /// is time order (see the SQLite migration).
 pub fn sqlite_time(time: &DateTime<Utc>) -> String {
-    time.to_rfc3339_opts(SecondsFormat::AutoSi, false)
+    timestamp::format(time, Offset::Colon).as_str().to_owned()
 }
 
 /// A row type the store decodes on either backend: sqlx's `FromRow` on PostgreSQL, and
@@ -201,23 +203,16 @@ impl<'a, 'r> SqliteRow<'a, 'r> {
     {
         let index = self.columns.index(name)?;
         let value = self.row.get(index)?;
-        convert(value).map_err(|err| {
-            rusqlite::Error::FromSqlConversionFailure(
-                index,
-                rusqlite::types::Type::Text,
-                Box::new(err),
-            )
-        })
+        convert(value).map_err(|err| conversion_failure(index, err))
     }
 
     /// A time stored by [`sqlite_time`] (or any RFC 3339 text) in column `name`.
     pub fn time(&self, name: &str) -> rusqlite::Result<Option<DateTime<Utc>>> {
-        self.get_with(name, |text: Option<String>| {
-            text.map(|text| {
-                DateTime::parse_from_rfc3339(&text).map(|time| time.with_timezone(&Utc))
-            })
+        let index = self.columns.index(name)?;
+        let text = self.row.get_ref(index)?.as_str_or_null()?;
+        text.map(timestamp::parse)
             .transpose()
-        })
+            .map_err(|err| conversion_failure(index, err))
     }
 
     /// A time that must be there.
@@ -230,6 +225,14 @@ impl<'a, 'r> SqliteRow<'a, 'r> {
             )
         })
     }
+}
+
+/// A text column's value that does not convert to what the row type holds.
+fn conversion_failure(
+    index: usize,
+    err: impl std::error::Error + Send + Sync + 'static,
+) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, Box::new(err))
 }
 
 /// A row holding one integer, such as a `count(*)`.

@@ -1,14 +1,19 @@
 //! What a task is and what clients may send: the task model, the three request bodies, and
 //! the field rules they share (title and description lengths, due dates).
 
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, SubsecRound, Utc};
+use common::error::JSON_CONTENT_TYPE;
 use common::error::ValidationIssue;
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use crate::http::error::ApiError;
 use crate::http::extract::{BodyFields, FromJsonBody, Problem, boolean, nullable, one_of, string};
 use crate::store::{FromSqliteRow, SqliteRow};
+use crate::timestamp;
 
 /// The most characters a title may have, after trimming.
 const TITLE_MAX_CHARS: usize = 200;
@@ -72,9 +77,55 @@ pub struct Task {
     pub completed: bool,
     #[sqlx(try_from = "String")]
     pub priority: Priority,
+    #[serde(serialize_with = "timestamp::serialize_option")]
     pub due_date: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "timestamp::serialize")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "timestamp::serialize")]
     pub updated_at: DateTime<Utc>,
+}
+
+/// A task or a page of tasks as a reply's JSON body, written into a buffer sized for it up
+/// front: axum's `Json` starts at 128 bytes and doubles, copying, as a page of tasks fills it.
+pub struct TaskJson<T>(pub T);
+
+/// About how many bytes a value's JSON takes (more when its text needs escaping).
+pub trait JsonSize {
+    fn json_size(&self) -> usize;
+}
+
+impl JsonSize for Task {
+    fn json_size(&self) -> usize {
+        // The field names, three times, the id and the fixed values take under 256 bytes.
+        256 + self.user_id.len()
+            + self.title.len()
+            + self.description.as_ref().map_or(0, String::len)
+    }
+}
+
+impl JsonSize for Vec<Task> {
+    fn json_size(&self) -> usize {
+        2 + self.iter().map(|task| task.json_size() + 1).sum::<usize>()
+    }
+}
+
+impl<T: Serialize + JsonSize> IntoResponse for TaskJson<T> {
+    fn into_response(self) -> Response {
+        let mut body = Vec::with_capacity(self.0.json_size());
+        match serde_json::to_writer(&mut body, &self.0) {
+            Ok(()) => (
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static(JSON_CONTENT_TYPE),
+                )],
+                body,
+            )
+                .into_response(),
+            Err(err) => {
+                ApiError::Internal(format!("cannot write a task as JSON: {err}")).into_response()
+            }
+        }
+    }
 }
 
 impl FromSqliteRow for Task {

@@ -3,14 +3,13 @@
 
 use std::fmt::Write as _;
 
-use axum::Json;
 use axum::extract::{FromRequestParts, Query, State};
 use axum::http::request::Parts;
 use axum::response::IntoResponse;
 use common::error::ValidationIssue;
 use serde_json::Value;
 
-use super::input::Task;
+use super::input::{Task, TaskJson};
 use crate::http::AppState;
 use crate::http::auth::User;
 use crate::http::error::ApiError;
@@ -344,7 +343,7 @@ pub(super) async fn list_tasks(
         }
     };
     let tasks: Vec<Task> = rows.into_iter().map(|row| row.task).collect();
-    Ok(([("x-total-count", total.to_string())], Json(tasks)))
+    Ok(([("x-total-count", total.to_string())], TaskJson(tasks)))
 }
 
 #[cfg(test)]

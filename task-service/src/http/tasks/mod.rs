@@ -12,14 +12,13 @@ mod search_slots;
 
 pub use self::search_slots::SearchSlots;
 
-use axum::Json;
 use axum::extract::{OriginalUri, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use self::input::{CompletionChange, NewTask, Priority, Task, TaskChanges, now};
+use self::input::{CompletionChange, NewTask, Priority, Task, TaskChanges, TaskJson, now};
 use super::AppState;
 use super::auth::User;
 use super::error::ApiError;
@@ -76,7 +75,7 @@ async fn create_task(
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, location)],
-        Json(task),
+        TaskJson(task),
     ))
 }
 
@@ -92,7 +91,7 @@ async fn get_task(
     user: User,
     State(state): State<AppState>,
     TaskId(id): TaskId,
-) -> Result<Json<Task>, ApiError> {
+) -> Result<TaskJson<Task>, ApiError> {
     let select = Statement::new("select * from tasks where id = $1 and user_id = $2")
         .bind(id)
         .bind(user.id());
@@ -114,7 +113,7 @@ async fn update_task(
     State(state): State<AppState>,
     TaskId(id): TaskId,
     JsonBody(changes): JsonBody<TaskChanges>,
-) -> Result<Json<Task>, ApiError> {
+) -> Result<TaskJson<Task>, ApiError> {
     // One statement, so concurrent partial updates of different fields never undo each other:
     // an absent field keeps the stored value.
     let update = Statement::new(
@@ -180,7 +179,7 @@ async fn set_completion(
     State(state): State<AppState>,
     TaskId(id): TaskId,
     JsonBody(change): JsonBody<CompletionChange>,
-) -> Result<Json<Task>, ApiError> {
+) -> Result<TaskJson<Task>, ApiError> {
     let update = Statement::new(
         "update tasks set completed = coalesce($3, not completed), updated_at = $4 \
          where id = $1 and user_id = $2 \
@@ -198,6 +197,6 @@ async fn set_completion(
 }
 
 /// The task, or the 404 that does not say whether it is missing or someone else's.
-fn found(task: Option<Task>) -> Result<Json<Task>, ApiError> {
-    task.map(Json).ok_or(ApiError::TaskNotFound)
+fn found(task: Option<Task>) -> Result<TaskJson<Task>, ApiError> {
+    task.map(TaskJson).ok_or(ApiError::TaskNotFound)
 }
