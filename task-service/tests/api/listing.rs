@@ -139,6 +139,26 @@ async fn list_pages_with_limit_and_offset(app: TestApp) {
     let (past_the_end, total) = app.list(ALICE, "?limit=2&offset=10").await;
     assert!(past_the_end.is_empty());
     assert_eq!(total, 5);
+    // Every page gives the same total: a full one, a short last one, one ending exactly at the
+    // last task, the first page of all, and the same pages through a filter and a search.
+    for (query, shown, expected_total) in [
+        ("?limit=2&offset=3", 2, 5),
+        ("?limit=2&offset=4", 1, 5),
+        ("?limit=5", 5, 5),
+        ("?limit=6", 5, 5),
+        ("?limit=3&offset=4", 1, 5),
+        ("?limit=1&offset=5", 0, 5),
+        ("?q=task&limit=2&offset=4", 1, 5),
+        ("?q=task&limit=2", 2, 5),
+        ("?q=task%204&limit=2", 1, 1),
+        ("?status=completed&limit=2", 0, 0),
+        ("?status=completed&limit=2&offset=2", 0, 0),
+        ("?status=pending&limit=4&offset=2", 3, 5),
+    ] {
+        let (page, total) = app.list(ALICE, query).await;
+        assert_eq!(page.len(), shown, "{query}");
+        assert_eq!(total, expected_total, "{query}");
+    }
     let (all, _) = app.list(ALICE, "?limit=500").await;
     assert_eq!(all.len(), 5);
 }

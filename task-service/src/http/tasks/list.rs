@@ -251,7 +251,8 @@ fn escape_like(keyword: &str) -> String {
     escaped
 }
 
-/// A row of the list's page: the task and the number of tasks matching the filters.
+/// A row of the list's page on PostgreSQL: the task and the number of tasks matching the
+/// filters.
 #[derive(sqlx::FromRow)]
 struct CountedTask {
     #[sqlx(flatten)]
@@ -313,36 +314,58 @@ pub(super) async fn list_tasks(
     };
     let backend = state.store().backend();
     let (conditions, next) = query.conditions(backend);
-    // The page and the number of matching tasks in one statement: `count(*) over ()` is taken
-    // before `limit`, so every row carries the total. Only a page past the end has no row to
-    // carry it, and then a count follows.
+    // On PostgreSQL the page and the number of matching tasks come in one statement: `count(*)
+    // over ()` is taken before `limit`, so every row carries the total, and the plan still walks
+    // the index in the requested order. SQLite computes a window in a subquery it then sorts,
+    // so there the page is read without one (a walk of the index that stops at `limit`), and
+    // the total is counted only when the page cannot tell it.
+    let counted = match backend {
+        Backend::Postgres => ", count(*) over () as total_matching",
+        Backend::Sqlite => "",
+    };
     let page_sql = format!(
-        "select *, count(*) over () as total_matching from tasks where {conditions} \
-         order by {} limit ${next} offset ${}",
+        "select *{counted} from tasks where {conditions} order by {} limit ${next} offset ${}",
         query.order_by(),
         next + 1
     );
-    let count_sql = format!("select count(*) from tasks where {conditions}");
     // Both statements are assembled from fixed fragments only; every value is a bound parameter.
     let page = Statement::new(page_sql);
     let page = query
         .bind_conditions(page, &user, backend)
         .bind(query.limit)
         .bind(query.offset);
-    let rows: Vec<CountedTask> = state.store().fetch_all("list_tasks", page).await?;
-    let total = match rows.first() {
-        Some(row) => row.total_matching,
-        None if query.offset == 0 => 0,
+    let (tasks, counted): (Vec<Task>, _) = match backend {
+        Backend::Postgres => {
+            let rows: Vec<CountedTask> = state.store().fetch_all("list_tasks", page).await?;
+            let total = rows.first().map(|row| row.total_matching);
+            (rows.into_iter().map(|row| row.task).collect(), total)
+        }
+        Backend::Sqlite => (state.store().fetch_all("list_tasks", page).await?, None),
+    };
+    let shown = i64::try_from(tasks.len()).unwrap_or(i64::MAX);
+    let total = match counted {
+        Some(total) => total,
+        // A page shorter than the limit is the end of the list: past the offset there are
+        // exactly the tasks it shows (an empty page says so only at offset 0: past the end it
+        // says nothing about what comes before).
+        None if shown < query.limit && (shown > 0 || query.offset == 0) => query.offset + shown,
         None => {
+            let count_sql = format!("select count(*) from tasks where {conditions}");
             let count = query.bind_conditions(Statement::new(count_sql), &user, backend);
-            state
+            let count = state
                 .store()
                 .fetch_optional::<Count>("list_tasks", count)
                 .await?
-                .map_or(0, |Count(total)| total)
+                .map_or(0, |Count(total)| total);
+            // A separate statement may see tasks deleted since the page was read: a total is
+            // never fewer than a page that shows tasks reaches.
+            if shown > 0 {
+                count.max(query.offset + shown)
+            } else {
+                count
+            }
         }
     };
-    let tasks: Vec<Task> = rows.into_iter().map(|row| row.task).collect();
     Ok(([("x-total-count", total.to_string())], TaskJson(tasks)))
 }
 
