@@ -6,6 +6,9 @@
 //! the request that runs them goes away: a progress handler interrupts the running statement
 //! (SQLITE_INTERRUPT) once the deadline passes or the operation is abandoned, and the connection
 //! then returns to the pool, usable.
+//!
+//! Writes go to the pool's writer thread (`writes`), which commits them in groups; a checkpoint
+//! thread copies what they committed from the WAL into the database file (`checkpoint`).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
@@ -20,6 +23,7 @@ use super::DbError;
 use super::slots::Slots;
 use super::statement::{Columns, FromSqliteRow, Param, SqliteRow, Statement, sqlite_time};
 
+mod checkpoint;
 mod writes;
 
 /// SQLite virtual-machine instructions between two looks at an operation's deadline: a few
@@ -672,6 +676,46 @@ mod tests {
         held.release().await;
         pool.run(true, commits.insert(2)).await.expect("next");
         assert_eq!(values(&pool).await, vec![2]);
+    }
+
+    /// The rows in the database file alone, as a copy of it without its WAL reads them (none
+    /// while a copy taken in the middle of a checkpoint does not read).
+    fn rows_in_the_database_file(dir: &tempfile::TempDir) -> i64 {
+        let copy = dir.path().join("copy.db");
+        std::fs::copy(dir.path().join("test.db"), &copy).expect("copy the database file");
+        let rows = Connection::open(&copy).and_then(|connection| {
+            connection.query_row("select count(*) from t", [], |row| row.get(0))
+        });
+        for file in ["copy.db", "copy.db-wal", "copy.db-shm"] {
+            let _ = std::fs::remove_file(dir.path().join(file));
+        }
+        rows.unwrap_or(0)
+    }
+
+    #[tokio::test]
+    async fn commits_reach_the_database_file_without_the_writer_checkpointing() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pool = pool(&dir, 2, Duration::from_secs(30));
+        create_t(&pool).await;
+        // Each its own commit, far fewer pages than the writer's own checkpoint waits for.
+        for x in 0..20 {
+            pool.run(true, move |connection| {
+                connection.execute("insert into t values (?1)", [x])
+            })
+            .await
+            .expect("insert");
+        }
+        let started = Instant::now();
+        while rows_in_the_database_file(&dir) < 20 {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "the commits are still only in the WAL"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // And the WAL is still in use: the pool did not close and checkpoint on its way out.
+        assert!(dir.path().join("test.db-wal").exists());
+        assert_eq!(values(&pool).await.len(), 20);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -26,6 +26,7 @@ use std::time::Instant;
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
+use super::checkpoint::{Checkpoints, WRITER_CHECKPOINT_PAGES};
 use super::{DbError, GONE, Gone, PROGRESS_INSTRUCTIONS, Shared, SqliteSettings, open};
 
 /// The most writes one transaction takes: the rest wait for the next.
@@ -191,6 +192,7 @@ impl Queue {
 /// The writer thread: runs batch after batch on its own connection (opened when first needed,
 /// again after it failed to open), with the busy timeout for another process's writer.
 fn writer(queue: &Queue, settings: &SqliteSettings) {
+    let checkpoints = Checkpoints::start(settings);
     let mut connection: Option<Connection> = None;
     loop {
         let mut batch = queue.next_batch();
@@ -200,6 +202,7 @@ fn writer(queue: &Queue, settings: &SqliteSettings) {
         if connection.is_none() {
             match open(settings).and_then(|opened| {
                 opened.busy_timeout(settings.busy_timeout)?;
+                opened.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)?;
                 Ok(opened)
             }) {
                 Ok(opened) => {
@@ -215,8 +218,11 @@ fn writer(queue: &Queue, settings: &SqliteSettings) {
         }
         if let Some(writing) = &connection {
             let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                run_batch(writing, &mut batch);
+                run_batch(writing, &mut batch)
             }));
+            if matches!(ran, Ok(true)) {
+                checkpoints.committed();
+            }
             if ran.is_err() {
                 // A write panicked: none of the batch is known to be committed or not, and the
                 // connection may be mid-transaction. It is dropped (rolling back what is open)
@@ -230,6 +236,7 @@ fn writer(queue: &Queue, settings: &SqliteSettings) {
         }
         deliver(batch);
     }
+    drop(checkpoints);
     if let Some(connection) = connection {
         let _ = connection.close();
         queue.connected.store(false, Ordering::Relaxed);
@@ -245,17 +252,17 @@ fn writer(queue: &Queue, settings: &SqliteSettings) {
 }
 
 /// Runs the batch's writes in one transaction, each in a savepoint of its own when there are
-/// several, and commits.
-fn run_batch(connection: &Connection, batch: &mut [Box<dyn Write>]) {
+/// several, and commits. True when a transaction was committed.
+fn run_batch(connection: &Connection, batch: &mut [Box<dyn Write>]) -> bool {
     loop {
         let running = batch.iter().filter(|write| !write.settled()).count();
         if running == 0 {
-            return;
+            return false;
         }
         let together = running > 1;
         if let Err(err) = connection.execute_batch("begin immediate") {
             settle_each(batch, || DbError::Sqlite(clone_error(&err)));
-            return;
+            return false;
         }
         let mut restart = false;
         for write in batch.iter_mut().filter(|write| !write.settled()) {
@@ -269,13 +276,14 @@ fn run_batch(connection: &Connection, batch: &mut [Box<dyn Write>]) {
         }
         if connection.is_autocommit() {
             // A lone write failed, and its transaction is rolled back.
-            return;
+            return false;
         }
         if let Err(err) = connection.execute_batch("commit") {
             rollback(connection);
             settle_each(batch, || DbError::Sqlite(clone_error(&err)));
+            return false;
         }
-        return;
+        return true;
     }
 }
 
