@@ -204,13 +204,31 @@ pub struct JwksConfig {
     pub max_age: Duration,
 }
 
+/// Whether two listeners would take the same port: the same port (not 0, which picks a free
+/// one) on the same address, or on any address when either is unspecified (`0.0.0.0`, `[::]`).
+fn share_a_port(one: SocketAddr, other: SocketAddr) -> bool {
+    one.port() != 0
+        && one.port() == other.port()
+        && (one.ip() == other.ip() || one.ip().is_unspecified() || other.ip().is_unspecified())
+}
+
 impl Config {
     /// Reads and checks every variable; the first bad one is returned.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let listen = env.parse_or(GATEWAY_LISTEN, SocketAddr::from(([0, 0, 0, 0], 8080)))?;
+        let admin_listen =
+            env.parse_or(GATEWAY_ADMIN_LISTEN, SocketAddr::from(([0, 0, 0, 0], 9090)))?;
+        if share_a_port(listen, admin_listen) {
+            // Both would bind (pingora's listeners reuse ports), and the kernel would hand some
+            // public connections to the admin listener: its metrics, to anyone.
+            return Err(ConfigError::new(
+                GATEWAY_ADMIN_LISTEN,
+                format!("{admin_listen} shares its port with {GATEWAY_LISTEN}={listen}"),
+            ));
+        }
         Ok(Self {
-            listen: env.parse_or(GATEWAY_LISTEN, SocketAddr::from(([0, 0, 0, 0], 8080)))?,
-            admin_listen: env
-                .parse_or(GATEWAY_ADMIN_LISTEN, SocketAddr::from(([0, 0, 0, 0], 9090)))?,
+            listen,
+            admin_listen,
             tokens: TokenConfig::from_env(env)?,
             upstream: UpstreamConfig::from_env(env)?,
             cors_allowed_origins: cors_origins(env)?,
@@ -541,6 +559,34 @@ mod tests {
             ]),
             GATEWAY_TLS_CERT
         );
+        // The admin listener on the public one's port.
+        for (public, admin) in [
+            ("127.0.0.1:8080", "127.0.0.1:8080"),
+            ("0.0.0.0:8080", "127.0.0.1:8080"),
+            ("127.0.0.1:9090", "[::]:9090"),
+        ] {
+            assert_eq!(
+                error_variable(&[
+                    (BETTER_AUTH_SECRET, HMAC),
+                    (GATEWAY_LISTEN, public),
+                    (GATEWAY_ADMIN_LISTEN, admin)
+                ]),
+                GATEWAY_ADMIN_LISTEN,
+                "{public} and {admin}"
+            );
+        }
+        // Different addresses, or ports picked by the system, are two listeners.
+        for (public, admin) in [
+            ("127.0.0.1:8080", "127.0.0.2:8080"),
+            ("127.0.0.1:0", "127.0.0.1:0"),
+        ] {
+            Config::from_env(&env(&[
+                (BETTER_AUTH_SECRET, HMAC),
+                (GATEWAY_LISTEN, public),
+                (GATEWAY_ADMIN_LISTEN, admin),
+            ]))
+            .expect("two listeners");
+        }
         let missing_signing = Config::from_env(&Env::from_pairs([(BETTER_AUTH_SECRET, HMAC)]))
             .expect_err("no signing secret");
         assert_eq!(missing_signing.variable, GATEWAY_SIGNING_SECRET);

@@ -15,8 +15,8 @@ use task_service::config::{DATABASE_URL, TASK_SERVICE_LISTEN};
 
 use crate::support::clients::status_of;
 use crate::support::processes::{
-    GATEWAY_BINARY, Served, free_port, signal, spawn_logging, task_service_binary, wait_exit,
-    wait_serving,
+    GATEWAY_BINARY, Served, free_port, free_ports, signal, spawn_logging, task_service_binary,
+    wait_exit, wait_serving,
 };
 use crate::support::servers::{Collector, EchoUpstream, ExportedSpan, echoed_headers};
 use crate::support::stack::TestGateway;
@@ -46,7 +46,7 @@ async fn start_gateway(
     extra: &[(&str, &str)],
     dir: &Path,
 ) -> (Served, std::net::SocketAddr) {
-    let (listen, admin) = (free_port(), free_port());
+    let [listen, admin] = free_ports();
     let vars = TestGateway::builder(upstream_url)
         .shared_secret()
         .var(GATEWAY_LISTEN, listen.to_string())

@@ -10,7 +10,7 @@ use gateway::config::{GATEWAY_ADMIN_LISTEN, GATEWAY_LISTEN};
 use task_service::config::{DATABASE_URL, TASK_SERVICE_LISTEN};
 
 use crate::support::processes::{
-    GATEWAY_BINARY, free_port, signal, spawn_logging, task_service_binary, wait_exit, wait_serving,
+    GATEWAY_BINARY, free_ports, signal, spawn_logging, task_service_binary, wait_exit, wait_serving,
 };
 use crate::support::stack::TestGateway;
 use crate::support::tokens::{claims_for, hs256};
@@ -41,7 +41,7 @@ fn hex64_runs(text: &str) -> Vec<&str> {
 async fn trace_logs_of_both_tiers_carry_no_token_cookie_assertion_or_secret() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (task_log, gateway_log) = (dir.path().join("task.log"), dir.path().join("gateway.log"));
-    let task_addr = free_port();
+    let [task_addr, listen, admin] = free_ports();
     let task_vars: Vec<(String, String)> = [
         (TASK_SERVICE_LISTEN, task_addr.to_string()),
         (
@@ -57,7 +57,6 @@ async fn trace_logs_of_both_tiers_carry_no_token_cookie_assertion_or_secret() {
     let mut task = spawn_logging(&task_service_binary(), &task_vars, &task_log);
 
     let sock_dir = dir.path().join("run");
-    let (listen, admin) = (free_port(), free_port());
     let gateway_vars = TestGateway::builder(&format!("http://{task_addr}"))
         .shared_secret()
         .var(GATEWAY_LISTEN, listen.to_string())

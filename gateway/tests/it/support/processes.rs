@@ -20,9 +20,17 @@ pub const GATEWAY_BINARY: &str = env!("CARGO_BIN_EXE_gateway");
 
 /// A port that was free a moment ago (the binary binds by address, not by listener).
 pub fn free_port() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
+    let [port] = free_ports();
+    port
+}
+
+/// `N` different ports that were free a moment ago. Each is held until all are found: ports
+/// taken one after the other can come out the same, and a gateway given one port for both
+/// listeners would answer some public requests from its admin listener.
+pub fn free_ports<const N: usize>() -> [SocketAddr; N] {
+    let held: [std::net::TcpListener; N] =
+        std::array::from_fn(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a free port"));
+    held.map(|listener| listener.local_addr().expect("its address"))
 }
 
 /// The real `task-service` binary, built next to the gateway's by a workspace build.
@@ -95,7 +103,7 @@ pub fn binary_vars(
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
             .expect("a private upgrade-socket directory");
     }
-    let (listen, admin) = (free_port(), free_port());
+    let [listen, admin] = free_ports();
     let vars = TestGateway::builder(&upstream.url())
         .shared_secret()
         .var(GATEWAY_LISTEN, listen.to_string())
