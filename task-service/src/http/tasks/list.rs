@@ -319,12 +319,12 @@ pub(super) async fn list_tasks(
     // the index in the requested order. SQLite computes a window in a subquery it then sorts,
     // so there the page is read without one (a walk of the index that stops at `limit`), and
     // the total is counted only when the page cannot tell it.
-    let counted = match backend {
+    let window = match backend {
         Backend::Postgres => ", count(*) over () as total_matching",
         Backend::Sqlite => "",
     };
     let page_sql = format!(
-        "select *{counted} from tasks where {conditions} order by {} limit ${next} offset ${}",
+        "select *{window} from tasks where {conditions} order by {} limit ${next} offset ${}",
         query.order_by(),
         next + 1
     );
