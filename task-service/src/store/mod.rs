@@ -34,11 +34,14 @@ use crate::Error;
 use crate::config::DATABASE_URL;
 use crate::metrics::Metrics;
 
+mod batch;
+mod insert;
 mod postgres;
 mod slots;
 pub mod sqlite;
 mod statement;
 
+pub use insert::{Insert, InsertInto, SqlType};
 pub use statement::{Count, FromSqliteRow, Record, SqliteRow, Statement};
 
 use postgres::{PgPool, PgSettings};
@@ -285,6 +288,30 @@ impl Store {
             .next())
     }
 
+    /// Inserts one row as `operation` and decodes it as inserted. On PostgreSQL the rows for
+    /// the same table that arrive meanwhile go to the server together ([`batch`]); SQLite's
+    /// writer commits concurrent writes together anyway.
+    pub async fn insert<T: Record>(
+        &self,
+        operation: &'static str,
+        insert: Insert,
+    ) -> Result<T, DbError> {
+        let statement = match &self.pool {
+            Pool::Sqlite(_) => insert.into_statement()?,
+            Pool::Postgres(pool) => {
+                return self
+                    .observed(operation, async {
+                        let row = pool.insert(insert).await?;
+                        Ok(T::from_row(&row)?)
+                    })
+                    .await;
+            }
+        };
+        self.fetch_optional(operation, statement)
+            .await?
+            .ok_or_else(|| DbError::Worker("the insert returned no row".to_owned()))
+    }
+
     /// Runs `statement`, which returns no rows, as `operation`; returns the rows it changed.
     pub async fn execute(
         &self,
@@ -390,6 +417,10 @@ pub enum DbError {
     PoolClosed,
     #[error("the database operation failed: {0}")]
     Worker(String),
+    /// The failure of a group of operations run together (rows inserted together), which each
+    /// of them reports.
+    #[error(transparent)]
+    Group(std::sync::Arc<DbError>),
 }
 
 impl From<rusqlite::Error> for DbError {
@@ -410,6 +441,7 @@ impl DbError {
             Self::Sqlite(err) => {
                 err.sqlite_error_code() == Some(rusqlite::ErrorCode::OperationInterrupted)
             }
+            Self::Group(err) => err.is_timeout(),
             _ => false,
         }
     }
@@ -436,6 +468,7 @@ impl DbError {
                     | sqlx::Error::Protocol(_)
             ),
             Self::Open(_) | Self::PoolTimedOut | Self::PoolClosed => true,
+            Self::Group(err) => err.is_unavailable(),
             Self::Sqlite(_) | Self::Worker(_) => false,
         }
     }

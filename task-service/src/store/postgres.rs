@@ -11,11 +11,13 @@
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use sqlx::postgres::{PgConnectOptions, PgDatabaseError, PgSeverity};
+use sqlx::postgres::{PgConnectOptions, PgDatabaseError, PgRow, PgSeverity};
 use sqlx::{Connection, Executor, PgConnection};
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::DbError;
+use super::batch::{self, Groups, MAX_INSERTERS};
+use super::insert::Insert;
 use super::slots::Slots;
 
 /// How often PostgreSQL checks, while a statement runs, that the service is still connected
@@ -50,6 +52,8 @@ pub struct PgPool {
 struct Shared {
     settings: PgSettings,
     slots: Slots<Pooled>,
+    /// Rows waiting to be inserted together ([`batch`]).
+    groups: Groups,
 }
 
 /// A connection and its age.
@@ -77,6 +81,7 @@ impl PgPool {
         let shared = Arc::new(Shared {
             slots: Slots::new(settings.max_connections),
             settings,
+            groups: Groups::default(),
         });
         tokio::spawn(reap(Arc::downgrade(&shared)));
         Self { shared }
@@ -108,6 +113,18 @@ impl PgPool {
             released: now,
         };
         Ok(Lease::new(shared, permit, pooled))
+    }
+
+    /// Inserts one row, together with the rows for the same table that wait beside it
+    /// ([`batch`]); returns it as inserted.
+    pub async fn insert(&self, insert: Insert) -> Result<PgRow, DbError> {
+        let inserters = MAX_INSERTERS.min(self.shared.settings.max_connections as usize);
+        batch::insert(self, &self.shared.groups, inserters, insert).await
+    }
+
+    #[cfg(test)]
+    pub(super) fn groups(&self) -> &Groups {
+        &self.shared.groups
     }
 
     /// Connections open, and how many of them are idle.

@@ -24,7 +24,22 @@ use super::auth::User;
 use super::error::ApiError;
 use super::extract::{JsonBody, TaskId};
 use super::openapi::{ApiErrors, NotFound, TaskPath, UserPath};
-use crate::store::Statement;
+use crate::store::{Insert, InsertInto, SqlType, Statement};
+
+/// A new task's row: every column but its identity.
+static NEW_TASK: InsertInto = InsertInto::new(
+    "tasks",
+    &[
+        ("user_id", SqlType::Text),
+        ("title", SqlType::Text),
+        ("description", SqlType::Text),
+        ("completed", SqlType::Bool),
+        ("priority", SqlType::Text),
+        ("due_date", SqlType::Time),
+        ("created_at", SqlType::Time),
+        ("updated_at", SqlType::Time),
+    ],
+);
 
 /// The routes of this module, with their OpenAPI operations.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -53,23 +68,17 @@ async fn create_task(
     OriginalUri(uri): OriginalUri,
     JsonBody(new): JsonBody<NewTask>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let insert = Statement::new(
-        "insert into tasks \
-             (user_id, title, description, completed, priority, due_date, created_at, updated_at) \
-         values ($1, $2, $3, false, $4, $5, $6, $6) \
-         returning *",
-    )
-    .bind(user.id())
-    .bind(new.title)
-    .bind(new.description)
-    .bind(new.priority.as_str())
-    .bind(new.due_date)
-    .bind(now());
-    let task = state
-        .store()
-        .fetch_optional::<Task>("create_task", insert)
-        .await?
-        .ok_or_else(|| ApiError::Internal("the insert returned no row".to_owned()))?;
+    let now = now();
+    let insert = Insert::new(&NEW_TASK)
+        .value(user.id())
+        .value(new.title)
+        .value(new.description)
+        .value(false)
+        .value(new.priority.as_str())
+        .value(new.due_date)
+        .value(now)
+        .value(now);
+    let task: Task = state.store().insert("create_task", insert).await?;
     // The path as received (with the user id as the client encoded it) plus the new id.
     let location = format!("{}/{}", uri.path().trim_end_matches('/'), task.id);
     Ok((
