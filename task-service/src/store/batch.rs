@@ -136,7 +136,7 @@ async fn insert_groups(pool: PgPool, table: &'static InsertInto, waiting: Arc<Mu
 }
 
 /// Gives every row of a group the same failure.
-fn every_row(group: Vec<Pending>, err: DbError) {
+fn every_row(group: impl IntoIterator<Item = Pending>, err: DbError) {
     let err = Arc::new(err);
     for row in group {
         let _ = row.outcome.send(Err(DbError::Group(Arc::clone(&err))));
@@ -166,18 +166,21 @@ async fn insert_group(mut lease: Lease, table: &'static InsertInto, group: Vec<P
         }
     }
     let mut rows = group.into_iter();
-    while let Some(row) = rows.next() {
-        let inserted = insert_alone(&mut lease, table, &row.values).await;
+    while let Some(Pending { values, outcome }) = rows.next() {
+        let inserted = insert_alone(&mut lease, table.one_statement(values)).await;
         if matches!(&inserted, Err(err) if !matches!(err, sqlx::Error::Database(_))) {
             // The conversation broke: the rest would meet the same.
             lease.finish(&inserted);
-            let rest: Vec<Pending> = std::iter::once(row).chain(rows).collect();
             if let Err(err) = inserted {
-                every_row(rest, DbError::Postgres(err));
+                let this = Pending {
+                    values: Vec::new(),
+                    outcome,
+                };
+                every_row(std::iter::once(this).chain(rows), DbError::Postgres(err));
             }
             return;
         }
-        let _ = row.outcome.send(inserted.map_err(DbError::Postgres));
+        let _ = outcome.send(inserted.map_err(DbError::Postgres));
     }
     lease.finish(&Ok(()));
 }
@@ -193,15 +196,7 @@ async fn insert_together(
         .await
 }
 
-async fn insert_alone(
-    lease: &mut Lease,
-    table: &'static InsertInto,
-    values: &[Param],
-) -> Result<PgRow, sqlx::Error> {
-    let statement = values
-        .iter()
-        .cloned()
-        .fold(Statement::new(table.one_sql()), Statement::bind);
+async fn insert_alone(lease: &mut Lease, statement: Statement) -> Result<PgRow, sqlx::Error> {
     let (sql, arguments) = statement.into_postgres()?;
     sqlx::query_with(AssertSqlSafe(sql), arguments)
         .fetch_one(lease.connection())

@@ -84,6 +84,13 @@ impl InsertInto {
         })
     }
 
+    /// [`InsertInto::one_sql`] with one row's `values`, in column order.
+    pub(super) fn one_statement(&self, values: Vec<Param>) -> Statement {
+        values
+            .into_iter()
+            .fold(Statement::new(self.one_sql()), Statement::bind)
+    }
+
     /// `insert … select … from unnest($1::text[], …) … returning *` (PostgreSQL): any number
     /// of rows, one array per column. The rows are inserted, and returned, in the arrays'
     /// order: the insert takes them one at a time from a select ordered by position.
@@ -214,10 +221,7 @@ impl Insert {
     /// The row as a statement of its own.
     pub(super) fn into_statement(self) -> Result<Statement, sqlx::Error> {
         let into = self.into;
-        let values = self.into_values()?;
-        Ok(values
-            .into_iter()
-            .fold(Statement::new(into.one_sql()), Statement::bind))
+        Ok(into.one_statement(self.into_values()?))
     }
 }
 
