@@ -47,7 +47,7 @@ pub use statement::{Count, FromSqliteRow, Record, SqliteRow, Statement};
 use postgres::{PgPool, PgSettings};
 use sqlite::{SqlitePool, SqliteSettings};
 
-static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
+pub(crate) static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// How long a request may wait for a pooled connection before it gets a 503. Short, so that a

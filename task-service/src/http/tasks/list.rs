@@ -107,6 +107,31 @@ impl ListQuery {
         format!("{key} {direction}, id {direction}")
     }
 
+    /// The page's statement: the matching tasks in order, `limit` and `offset` bound after the
+    /// conditions. On PostgreSQL the page and the number of matching tasks come in one
+    /// statement: `count(*) over ()` is taken before `limit`, so every row carries the total,
+    /// and the plan still walks the index in the requested order. SQLite computes a window in a
+    /// subquery it then sorts, so there the page is read without one (a walk of the index that
+    /// stops at `limit`), and the total is counted only when the page cannot tell it.
+    fn page_sql(&self, backend: Backend) -> String {
+        let (conditions, next) = self.conditions(backend);
+        let window = match backend {
+            Backend::Postgres => ", count(*) over () as total_matching",
+            Backend::Sqlite => "",
+        };
+        format!(
+            "select *{window} from tasks where {conditions} order by {} limit ${next} offset ${}",
+            self.order_by(),
+            next + 1
+        )
+    }
+
+    /// The statement counting the matching tasks, bound like the page without its window.
+    fn count_sql(&self, backend: Backend) -> String {
+        let (conditions, _) = self.conditions(backend);
+        format!("select count(*) from tasks where {conditions}")
+    }
+
     /// Binds the user and the filters to `statement`, in the order [`ListQuery::conditions`]
     /// numbers them.
     fn bind_conditions(&self, statement: Statement, user: &User, backend: Backend) -> Statement {
@@ -313,23 +338,8 @@ pub(super) async fn list_tasks(
         None => None,
     };
     let backend = state.store().backend();
-    let (conditions, next) = query.conditions(backend);
-    // On PostgreSQL the page and the number of matching tasks come in one statement: `count(*)
-    // over ()` is taken before `limit`, so every row carries the total, and the plan still walks
-    // the index in the requested order. SQLite computes a window in a subquery it then sorts,
-    // so there the page is read without one (a walk of the index that stops at `limit`), and
-    // the total is counted only when the page cannot tell it.
-    let window = match backend {
-        Backend::Postgres => ", count(*) over () as total_matching",
-        Backend::Sqlite => "",
-    };
-    let page_sql = format!(
-        "select *{window} from tasks where {conditions} order by {} limit ${next} offset ${}",
-        query.order_by(),
-        next + 1
-    );
     // Both statements are assembled from fixed fragments only; every value is a bound parameter.
-    let page = Statement::new(page_sql);
+    let page = Statement::new(query.page_sql(backend));
     let page = query
         .bind_conditions(page, &user, backend)
         .bind(query.limit)
@@ -350,7 +360,7 @@ pub(super) async fn list_tasks(
         // says nothing about what comes before).
         None if shown < query.limit && (shown > 0 || query.offset == 0) => query.offset + shown,
         None => {
-            let count_sql = format!("select count(*) from tasks where {conditions}");
+            let count_sql = query.count_sql(backend);
             let count = query.bind_conditions(Statement::new(count_sql), &user, backend);
             let count = state
                 .store()
@@ -376,5 +386,59 @@ mod tests {
     #[test]
     fn like_wildcards_are_escaped() {
         assert_eq!(escape_like(r"50%_off\now"), r"50\%\_off\\now");
+    }
+
+    /// SQLite's plan for `sql` on a database built by the service's migrations, one line per
+    /// step.
+    fn sqlite_plan(connection: &rusqlite::Connection, sql: &str) -> String {
+        let mut statement = connection
+            .prepare(&format!("explain query plan {sql}"))
+            .expect("the list's statement prepares");
+        // Unbound parameters are null: the plan does not depend on their values.
+        let nulls = vec![rusqlite::types::Null; statement.parameter_count()];
+        let steps = statement
+            .query_map(rusqlite::params_from_iter(nulls), |row| {
+                row.get::<_, String>(3)
+            })
+            .expect("plan")
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .expect("plan rows");
+        steps.join("\n")
+    }
+
+    /// Newest-first and oldest-first lists, with and without a status filter, are walks of the
+    /// one user index in order (no sort of the user's tasks), and their counts read the index
+    /// alone: the plans the SQLite migrations' comments promise.
+    #[test]
+    fn sqlite_lists_by_creation_read_the_user_index_in_order() {
+        let connection = rusqlite::Connection::open_in_memory().expect("in-memory database");
+        for migration in crate::store::SQLITE_MIGRATIONS.iter() {
+            connection
+                .execute_batch(migration.sql.as_str())
+                .expect("the migration applies");
+        }
+        for completed in [None, Some(true), Some(false)] {
+            for descending in [true, false] {
+                let query = ListQuery {
+                    completed,
+                    keyword: None,
+                    sort: SortKey::Created,
+                    descending,
+                    limit: DEFAULT_LIMIT,
+                    offset: 0,
+                };
+                let page = sqlite_plan(&connection, &query.page_sql(Backend::Sqlite));
+                assert!(
+                    page.contains("USING INDEX tasks_user_created (user_id=?)")
+                        && !page.contains("TEMP B-TREE"),
+                    "status {completed:?}, descending {descending}: {page}"
+                );
+                let count = sqlite_plan(&connection, &query.count_sql(Backend::Sqlite));
+                assert!(
+                    count.contains("USING COVERING INDEX tasks_user_created (user_id=?)"),
+                    "status {completed:?}: {count}"
+                );
+            }
+        }
     }
 }
