@@ -48,7 +48,7 @@ use postgres::{PgPool, PgSettings};
 use sqlite::{SqlitePool, SqliteSettings};
 
 pub(crate) static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
-static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
+pub(crate) static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// How long a request may wait for a pooled connection before it gets a 503. Short, so that a
 /// database outage shows up as quick errors rather than piled-up requests.

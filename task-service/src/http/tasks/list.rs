@@ -388,6 +388,62 @@ mod tests {
         assert_eq!(escape_like(r"50%_off\now"), r"50\%\_off\\now");
     }
 
+    /// On PostgreSQL, with scans that ignore the index disabled (an almost empty table would
+    /// otherwise be read whole), the lists by creation time, with and without a status, are
+    /// scans of the one user index in order: no sort of the user's tasks.
+    #[cfg(feature = "testing")]
+    #[tokio::test]
+    async fn postgres_lists_by_creation_scan_the_user_index_in_order() {
+        use sqlx::Connection as _;
+        let Some(db) = crate::testing::PostgresTestDatabase::create("list_plans").await else {
+            return;
+        };
+        let mut connection = sqlx::PgConnection::connect(db.url.as_str())
+            .await
+            .expect("connect");
+        crate::store::POSTGRES_MIGRATIONS
+            .run(&mut connection)
+            .await
+            .expect("the migrations apply");
+        sqlx::raw_sql("set enable_seqscan = off; set enable_bitmapscan = off")
+            .execute(&mut connection)
+            .await
+            .expect("planner settings");
+        for completed in [None, Some(true), Some(false)] {
+            for descending in [true, false] {
+                let query = ListQuery {
+                    completed,
+                    keyword: None,
+                    sort: SortKey::Created,
+                    descending,
+                    limit: DEFAULT_LIMIT,
+                    offset: 0,
+                };
+                let sql = format!("explain (costs off) {}", query.page_sql(Backend::Postgres));
+                let mut explain =
+                    sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql)).bind("user-1");
+                if let Some(completed) = completed {
+                    explain = explain.bind(completed);
+                }
+                let plan = explain
+                    .bind(query.limit)
+                    .bind(query.offset)
+                    .fetch_all(&mut connection)
+                    .await
+                    .expect("explain")
+                    .join("\n");
+                assert!(
+                    plan.contains("Index Scan")
+                        && plan.contains("using tasks_user_created")
+                        && !plan.contains("Sort"),
+                    "status {completed:?}, descending {descending}: {plan}"
+                );
+            }
+        }
+        drop(connection);
+        db.drop_now().await;
+    }
+
     /// SQLite's plan for `sql` on a database built by the service's migrations, one line per
     /// step.
     fn sqlite_plan(connection: &rusqlite::Connection, sql: &str) -> String {
