@@ -388,6 +388,21 @@ mod tests {
         assert_eq!(escape_like(r"50%_off\now"), r"50\%\_off\\now");
     }
 
+    /// The lists by creation time: every status filter, newest and oldest first.
+    fn lists_by_creation() -> impl Iterator<Item = ListQuery> {
+        [None, Some(true), Some(false)]
+            .into_iter()
+            .flat_map(|completed| [true, false].map(|descending| (completed, descending)))
+            .map(|(completed, descending)| ListQuery {
+                completed,
+                keyword: None,
+                sort: SortKey::Created,
+                descending,
+                limit: DEFAULT_LIMIT,
+                offset: 0,
+            })
+    }
+
     /// On PostgreSQL, with scans that ignore the index disabled (an almost empty table would
     /// otherwise be read whole), the lists by creation time, with and without a status, are
     /// scans of the one user index in order: no sort of the user's tasks.
@@ -409,36 +424,27 @@ mod tests {
             .execute(&mut connection)
             .await
             .expect("planner settings");
-        for completed in [None, Some(true), Some(false)] {
-            for descending in [true, false] {
-                let query = ListQuery {
-                    completed,
-                    keyword: None,
-                    sort: SortKey::Created,
-                    descending,
-                    limit: DEFAULT_LIMIT,
-                    offset: 0,
-                };
-                let sql = format!("explain (costs off) {}", query.page_sql(Backend::Postgres));
-                let mut explain =
-                    sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql)).bind("user-1");
-                if let Some(completed) = completed {
-                    explain = explain.bind(completed);
-                }
-                let plan = explain
-                    .bind(query.limit)
-                    .bind(query.offset)
-                    .fetch_all(&mut connection)
-                    .await
-                    .expect("explain")
-                    .join("\n");
-                assert!(
-                    plan.contains("Index Scan")
-                        && plan.contains("using tasks_user_created")
-                        && !plan.contains("Sort"),
-                    "status {completed:?}, descending {descending}: {plan}"
-                );
+        for query in lists_by_creation() {
+            let (completed, descending) = (query.completed, query.descending);
+            let sql = format!("explain (costs off) {}", query.page_sql(Backend::Postgres));
+            let mut explain =
+                sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql)).bind("user-1");
+            if let Some(completed) = completed {
+                explain = explain.bind(completed);
             }
+            let plan = explain
+                .bind(query.limit)
+                .bind(query.offset)
+                .fetch_all(&mut connection)
+                .await
+                .expect("explain")
+                .join("\n");
+            assert!(
+                plan.contains("Index Scan")
+                    && plan.contains("using tasks_user_created")
+                    && !plan.contains("Sort"),
+                "status {completed:?}, descending {descending}: {plan}"
+            );
         }
         drop(connection);
         db.drop_now().await;
@@ -473,28 +479,19 @@ mod tests {
                 .execute_batch(migration.sql.as_str())
                 .expect("the migration applies");
         }
-        for completed in [None, Some(true), Some(false)] {
-            for descending in [true, false] {
-                let query = ListQuery {
-                    completed,
-                    keyword: None,
-                    sort: SortKey::Created,
-                    descending,
-                    limit: DEFAULT_LIMIT,
-                    offset: 0,
-                };
-                let page = sqlite_plan(&connection, &query.page_sql(Backend::Sqlite));
-                assert!(
-                    page.contains("USING INDEX tasks_user_created (user_id=?)")
-                        && !page.contains("TEMP B-TREE"),
-                    "status {completed:?}, descending {descending}: {page}"
-                );
-                let count = sqlite_plan(&connection, &query.count_sql(Backend::Sqlite));
-                assert!(
-                    count.contains("USING COVERING INDEX tasks_user_created (user_id=?)"),
-                    "status {completed:?}: {count}"
-                );
-            }
+        for query in lists_by_creation() {
+            let (completed, descending) = (query.completed, query.descending);
+            let page = sqlite_plan(&connection, &query.page_sql(Backend::Sqlite));
+            assert!(
+                page.contains("USING INDEX tasks_user_created (user_id=?)")
+                    && !page.contains("TEMP B-TREE"),
+                "status {completed:?}, descending {descending}: {page}"
+            );
+            let count = sqlite_plan(&connection, &query.count_sql(Backend::Sqlite));
+            assert!(
+                count.contains("USING COVERING INDEX tasks_user_created (user_id=?)"),
+                "status {completed:?}: {count}"
+            );
         }
     }
 }
